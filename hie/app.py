@@ -1,0 +1,82 @@
+"""Composition root: builds the engine, the search registry, the access policy and the
+clock once, and hands out per-request contexts. ``hie serve``, the tests, the ingest
+adapters and the benchmarks all start here (Blaze wires its modules in one place).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from hie.clock import Clock, SystemClock
+from hie.config import Settings
+from hie.interactions.context import Context
+from hie.principal import Principal
+from hie.storage.access import AccessPolicy, OpenPolicy
+from hie.storage.db import make_engine, read_tx, write_tx
+from hie.storage.repository import Repository
+
+
+class Node:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        policy: AccessPolicy | None = None,
+        registry: Any = None,
+    ) -> None:
+        from hie.search.registry import SearchRegistry
+
+        self.settings = settings
+        self.engine = make_engine(settings.database_url, pool_size=settings.pool_size)
+        self.registry = registry or SearchRegistry.load_default()
+        self.policy: AccessPolicy = policy or OpenPolicy()
+        self.clock: Clock = clock or SystemClock()
+
+    @classmethod
+    def open(cls, database_url: str | None = None, **kwargs: Any) -> Node:
+        settings = Settings.from_env()
+        if database_url:
+            settings = Settings(database_url=database_url, data_dir=settings.data_dir,
+                                base_url=settings.base_url, pool_size=settings.pool_size)
+        return cls(settings, **kwargs)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def upgrade(self) -> None:
+        from hie.storage.migrate import upgrade
+
+        upgrade(self.engine)
+
+    def repository(self, conn: Any, principal: Principal) -> Repository:
+        return Repository(conn, principal, registry=self.registry, policy=self.policy, clock=self.clock)
+
+    @contextmanager
+    def context(
+        self,
+        principal: Principal,
+        *,
+        write: bool,
+        base_url: str | None = None,
+        prefer_return: str = "representation",
+        prefer_strict: bool = False,
+    ) -> Iterator[Context]:
+        tx = write_tx if write else read_tx
+        with tx(self.engine) as conn:
+            yield Context(
+                conn=conn,
+                principal=principal,
+                registry=self.registry,
+                repo=self.repository(conn, principal),
+                base_url=base_url or self.settings.base_url or "http://localhost:8080/fhir",
+                prefer_return=prefer_return,
+                prefer_strict=prefer_strict,
+            )
+
+    def create_app(self) -> Any:
+        from hie.api.app import create_app
+
+        return create_app(self)

@@ -1,0 +1,165 @@
+"""The ``hie`` command line: serve the node, migrate the database, load data, reindex.
+
+The adapters' sub-commands (``hie import``, ``hie listen``, ``hie ingest``) are
+registered here when their package is present.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(help="Regional health-information-exchange node (FHIR R4).", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+
+def _node(database_url: str | None = None):  # noqa: ANN202
+    from hie.app import Node
+
+    return Node.open(database_url)
+
+
+def _has_data(node) -> bool:  # noqa: ANN001
+    from sqlalchemy import select
+
+    from hie.storage.tables import resource
+
+    with node.engine.connect() as conn:
+        return conn.execute(select(resource.c.pk).limit(1)).first() is not None
+
+
+def load_demo(node) -> None:  # noqa: ANN001
+    from hie.demo import demo_bundle
+    from hie.ingest import ingest_bundle
+
+    response = ingest_bundle(node, demo_bundle(), source="demo:tone-region")
+    console.print(f"[green]Demo region loaded[/]: {len(response['entry'])} resources "
+                  "(8 facilities, 4 patients and their records).")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: str = typer.Option(None, envvar="HIE_DATABASE_URL", help="Database URL.")) -> None:
+    """Create or migrate the database schema to the latest version."""
+    from hie.storage.migrate import current
+
+    node = _node(database_url)
+    try:
+        node.upgrade()
+        console.print(f"Database at revision [bold]{current(node.engine)}[/] ({node.engine.url.render_as_string()})")
+    finally:
+        node.close()
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8080, help="TCP port."),
+    workers: int = typer.Option(1, help="Worker processes (stateless; they share the database)."),
+    no_demo: bool = typer.Option(False, "--no-demo", help="Do not load the demo region into an empty database."),
+    log_level: str = typer.Option("info", help="Log level."),
+) -> None:
+    """Run the FHIR server (migrates the database; loads the demo region on first start)."""
+    import uvicorn
+
+    node = _node()
+    node.upgrade()
+    if not no_demo and not _has_data(node):
+        load_demo(node)
+    console.print(f"Database: {node.engine.url.render_as_string()}")
+    console.print(f"FHIR base: http://{host}:{port}/fhir   (CapabilityStatement: /fhir/metadata)")
+    node.close()
+    uvicorn.run("hie.asgi:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=False)
+
+
+@app.command()
+def load(
+    paths: list[Path] = typer.Argument(..., exists=True, help="Files or directories (.json, .ndjson)."),
+    keep_ids: bool = typer.Option(True, help="Use the bundles' urn:uuid identities as logical ids (idempotent loads)."),
+) -> None:
+    """Load FHIR Bundles, single resources or NDJSON files; print what was stored and rejected."""
+    from hie.loader import iter_files, load_paths
+
+    node = _node()
+    node.upgrade()
+    files = list(iter_files(paths))
+    started = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        task = progress.add_task("Loading", total=len(files))
+        report = load_paths(node, paths, keep_bundle_ids=keep_ids,
+                            progress=lambda f: progress.update(task, advance=1, description=f"Loading {f.name[:40]}"))
+    elapsed = time.perf_counter() - started
+    node.close()
+    table = Table(title=f"hie load: {report.files} files in {elapsed:.1f} s")
+    for col in ("type", "created", "updated", "unchanged", "deleted"):
+        table.add_column(col, justify="right" if col != "type" else "left")
+    types = sorted(set(report.created) | set(report.updated) | set(report.unchanged) | set(report.deleted))
+    total: Counter[str] = Counter()
+    for t in types:
+        row = [report.created[t], report.updated[t], report.unchanged[t], report.deleted[t]]
+        table.add_row(t, *map(str, row))
+        total.update(created=row[0], updated=row[1], unchanged=row[2], deleted=row[3])
+    table.add_row("[bold]total", *(str(total[k]) for k in ("created", "updated", "unchanged", "deleted")))
+    Console().print(table)
+    if report.rejected:
+        rej = Table(title=f"Rejected: {len(report.rejected)} (kept in the dead-letter store: hie ingest failures)")
+        rej.add_column("where")
+        rej.add_column("reason")
+        for where, reason in report.rejected:
+            rej.add_row(where, reason)
+        Console().print(rej)
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def reindex() -> None:
+    """Rebuild every search index from the stored resources."""
+    from hie.search.indexer import reindex as do_reindex
+
+    node = _node()
+    node.upgrade()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:
+        task = progress.add_task("Reindexing", total=None)
+
+        def cb(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        n = do_reindex(node.engine.begin, node.registry, progress=cb)
+    console.print(f"Reindexed {n} resources.")
+    node.close()
+
+
+def _register_adapters() -> None:
+    try:
+        from adapters import cli as adapters_cli
+    except ImportError:
+        return
+    for name in ("import_app", "listen_app", "ingest_app"):
+        sub = getattr(adapters_cli, name, None)
+        if sub is not None:
+            app.add_typer(sub, name=name.removesuffix("_app"))
+
+
+_register_adapters()
+
+
+def main() -> None:  # pragma: no cover - console entry
+    logging.basicConfig(level=os.environ.get("HIE_LOG_LEVEL", "WARNING"))
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Injected time and id generation, so tests can be deterministic (Blaze's injected clock)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now_us(self) -> int: ...
+
+
+class SystemClock:
+    """Wall-clock UTC, millisecond resolution (as FHIR instants are usually written)."""
+
+    def now_us(self) -> int:
+        return (time.time_ns() // 1_000_000) * 1000
+
+
+class FixedClock:
+    def __init__(self, start_us: int, step_us: int = 1000) -> None:
+        self.t = start_us
+        self.step = step_us
+
+    def now_us(self) -> int:
+        self.t += self.step
+        return self.t
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def instant(us: int) -> str:
+    """FHIR instant text for epoch microseconds (UTC), with milliseconds."""
+    dt = datetime.fromtimestamp(us // 1_000_000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(us // 1000) % 1000:03d}Z"
+
+
+def http_date(us: int) -> str:
+    dt = datetime.fromtimestamp(us // 1_000_000, UTC)
+    return dt.strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+def parse_instant_us(text: str) -> int:
+    """Parse a FHIR instant/dateTime (with zone; a date means its start in UTC)."""
+    t = text.strip()
+    if len(t) == 4:
+        t += "-01-01"
+    elif len(t) == 7:
+        t += "-01"
+    if len(t) == 10:
+        t += "T00:00:00+00:00"
+    t = t.replace("Z", "+00:00")
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1_000_000)

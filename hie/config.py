@@ -1,0 +1,36 @@
+"""Configuration from the environment (12-factor): nothing secret lives in the repository.
+
+| variable | meaning | default |
+|---|---|---|
+| ``HIE_DATABASE_URL`` | ``sqlite:///path`` or ``postgresql+psycopg://user@host/db`` | ``sqlite:///<HIE_DATA_DIR>/hie.sqlite`` |
+| ``HIE_DATA_DIR`` | where the embedded database and key files live | ``./var`` |
+| ``HIE_BASE_URL`` | public base URL of the FHIR API (``https://hie.example.jp/fhir``) | derived from each request |
+| ``HIE_DB_POOL_SIZE`` | connections per process | ``10`` |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    data_dir: Path
+    base_url: str | None = None
+    pool_size: int = 10
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = dict(os.environ if env is None else env)
+        data_dir = Path(e.get("HIE_DATA_DIR", "var")).resolve()
+        url = e.get("HIE_DATABASE_URL") or f"sqlite:///{data_dir / 'hie.sqlite'}"
+        return cls(
+            database_url=url,
+            data_dir=data_dir,
+            base_url=(e.get("HIE_BASE_URL") or None),
+            pool_size=int(e.get("HIE_DB_POOL_SIZE", "10")),
+        )

@@ -1,0 +1,160 @@
+"""A small demo region modeled on the Tone area (とねっと, Saitama): core hospitals, an
+imaging centre, a lab centre, a clinic, a dental clinic, a pharmacy and a care facility,
+with a few synthetic patients whose records are spread across them.
+
+All names, numbers and codes are fictitious (institution codes follow the 10-digit
+layout: prefecture 11 = Saitama, table 1 = medical / 3 = dental / 4 = pharmacy).
+The bundle is built in code so ids stay deterministic: loading it twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hie.fhir.naming import CUSTODIAN_TAG_SYSTEM, FACILITY_PATIENT_ID_PREFIX, MEDICAL_INSTITUTION_SYSTEM
+
+JP_PATIENT = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_Patient"
+JP_ORG = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_Organization"
+EN_REP = "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation"
+JLAC10 = "http://medis.or.jp/CodeSystem/master-JLAC10-17digits"
+HOT9 = "http://medis.or.jp/CodeSystem/master-HOT9"
+MEDIS_DX = "http://medis.or.jp/CodeSystem/master-disease-exCode"
+ORG_TYPE = "http://terminology.hl7.org/CodeSystem/organization-type"
+FACILITY_KIND = "http://hie.example.jp/fhir/CodeSystem/facility-kind"
+
+# (id, institution code, name, kana, kind, city)
+FACILITIES = [
+    ("tone-central", "1110000011", "利根地域中央病院", "トネチイキチュウオウビョウイン", "hospital", "加須市"),
+    ("hanyu-general", "1110000029", "羽生総合医療センター", "ハニュウソウゴウイリョウセンター", "hospital", "羽生市"),
+    ("tone-imaging", "1110000037", "とね画像診断センター", "トネガゾウシンダンセンター", "imaging-centre", "久喜市"),
+    ("tone-lab", "1110000045", "利根臨床検査センター", "トネリンショウケンサセンター", "lab-centre", "行田市"),
+    ("sugito-clinic", "1110000052", "すぎと内科クリニック", "スギトナイカクリニック", "clinic", "杉戸町"),
+    ("kuki-dental", "1130000016", "くき歯科医院", "クキシカイイン", "dental-clinic", "久喜市"),
+    ("miyashiro-pharmacy", "1140000013", "みやしろ薬局", "ミヤシロヤッキョク", "pharmacy", "宮代町"),
+    ("hasuda-care", "1170000010", "はすだ介護老人保健施設", "ハスダカイゴロウジンホケンシセツ", "care-facility", "蓮田市"),
+]
+
+# (id, family kanji, given kanji, family kana, given kana, gender, birthDate, home facility, local no.)
+PATIENTS = [
+    ("demo-p1", "山田", "太郎", "ヤマダ", "タロウ", "male", "1950-04-12", "tone-central", "0001234"),
+    ("demo-p2", "佐藤", "花子", "サトウ", "ハナコ", "female", "1962-11-03", "hanyu-general", "0104567"),
+    ("demo-p3", "鈴木", "一郎", "スズキ", "イチロウ", "male", "1978-07-21", "sugito-clinic", "88-17"),
+    ("demo-p4", "髙橋", "美咲", "タカハシ", "ミサキ", "female", "1990-02-28", "tone-central", "0007788"),
+]
+
+
+def _code(fid: str) -> str:
+    return next(f[1] for f in FACILITIES if f[0] == fid)
+
+
+def _tag(fid: str) -> dict[str, Any]:
+    return {"tag": [{"system": CUSTODIAN_TAG_SYSTEM, "code": _code(fid)}]}
+
+
+def _organization(fid: str, code: str, name: str, kana: str, kind: str, city: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Organization",
+        "id": fid,
+        "meta": {"profile": [JP_ORG]},
+        "identifier": [{"system": MEDICAL_INSTITUTION_SYSTEM, "value": code}],
+        "active": True,
+        "type": [
+            {"coding": [{"system": ORG_TYPE, "code": "prov"}]},
+            {"coding": [{"system": FACILITY_KIND, "code": kind}]},
+        ],
+        "name": name,
+        "alias": [kana],
+        "address": [{"state": "埼玉県", "city": city, "country": "JP"}],
+    }
+
+
+def _patient(pid: str, fk: str, gk: str, fkana: str, gkana: str, gender: str, birth: str, fid: str,
+             local: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "meta": {"profile": [JP_PATIENT], **_tag(fid)},
+        "identifier": [{"system": FACILITY_PATIENT_ID_PREFIX + _code(fid), "value": local}],
+        "name": [
+            {"extension": [{"url": EN_REP, "valueCode": "IDE"}], "use": "official", "text": f"{fk} {gk}",
+             "family": fk, "given": [gk]},
+            {"extension": [{"url": EN_REP, "valueCode": "SYL"}], "use": "official", "text": f"{fkana} {gkana}",
+             "family": fkana, "given": [gkana]},
+        ],
+        "gender": gender,
+        "birthDate": birth,
+        "address": [{"state": "埼玉県", "city": next(f[5] for f in FACILITIES if f[0] == fid), "country": "JP"}],
+        "managingOrganization": {"reference": f"Organization/{fid}"},
+    }
+
+
+def _lab(oid: str, pid: str, fid: str, code: str, text: str, value: float, unit: str, when: str,
+         low: float | None = None, high: float | None = None) -> dict[str, Any]:
+    obs: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": oid,
+        "meta": _tag(fid),
+        "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "laboratory"}]}],
+        "code": {"coding": [{"system": JLAC10, "code": code, "display": text}], "text": text},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": when,
+        "performer": [{"reference": f"Organization/{fid}"}],
+        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+    }
+    if low is not None and high is not None:
+        obs["referenceRange"] = [{"low": {"value": low, "unit": unit}, "high": {"value": high, "unit": unit}}]
+    return obs
+
+
+def demo_resources() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [_organization(*f) for f in FACILITIES]
+    out += [_patient(*p) for p in PATIENTS]
+    out += [
+        _lab("demo-o1", "demo-p1", "tone-lab", "3D010000001926101", "HbA1c", 7.2, "%", "2026-09-01T09:30:00+09:00", 4.6, 6.2),
+        _lab("demo-o2", "demo-p1", "tone-lab", "3D010000001926101", "HbA1c", 6.9, "%", "2026-10-06T09:10:00+09:00", 4.6, 6.2),
+        _lab("demo-o3", "demo-p1", "tone-central", "3C015000002327101", "クレアチニン", 1.1, "mg/dL", "2026-10-06T09:10:00+09:00", 0.65, 1.07),
+        _lab("demo-o4", "demo-p2", "hanyu-general", "3F015000002327101", "LDLコレステロール", 152, "mg/dL", "2026-08-20T10:00:00+09:00", 65, 139),
+        {
+            "resourceType": "Condition", "id": "demo-c1", "meta": _tag("sugito-clinic"),
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "code": {"coding": [{"system": MEDIS_DX, "code": "20060934", "display": "２型糖尿病"}], "text": "2型糖尿病"},
+            "subject": {"reference": "Patient/demo-p1"}, "onsetDateTime": "2019-05-10",
+        },
+        {
+            "resourceType": "AllergyIntolerance", "id": "demo-a1", "meta": _tag("tone-central"),
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
+            "category": ["medication"], "criticality": "high",
+            "code": {"text": "ペニシリン系抗菌薬"}, "patient": {"reference": "Patient/demo-p1"},
+        },
+        {
+            "resourceType": "MedicationRequest", "id": "demo-m1", "meta": _tag("sugito-clinic"),
+            "status": "active", "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": HOT9, "code": "103835401", "display": "メトホルミン塩酸塩錠２５０ｍｇ"}],
+                                          "text": "メトホルミン塩酸塩錠250mg"},
+            "subject": {"reference": "Patient/demo-p1"}, "authoredOn": "2026-10-06",
+            "dosageInstruction": [{"text": "1回1錠 1日2回 朝夕食後",
+                                   "doseAndRate": [{"doseQuantity": {"value": 1, "unit": "錠"}}]}],
+            "dispenseRequest": {"expectedSupplyDuration": {"value": 28, "unit": "日", "system": "http://unitsofmeasure.org", "code": "d"}},
+        },
+        {
+            "resourceType": "ImagingStudy", "id": "demo-i1", "meta": _tag("tone-imaging"), "status": "available",
+            "subject": {"reference": "Patient/demo-p2"}, "started": "2026-09-15T14:00:00+09:00",
+            "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"}],
+            "description": "胸部CT", "numberOfSeries": 1, "numberOfInstances": 120,
+        },
+    ]
+    return out
+
+
+def demo_bundle() -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r,
+             "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in demo_resources()
+        ],
+    }

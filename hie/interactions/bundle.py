@@ -1,0 +1,478 @@
+"""Batch and transaction.
+
+A transaction is atomic: every entry is validated, ``urn:uuid:`` and other ``fullUrl``
+references are rewritten to the ids the server assigns, conditional references
+(``Patient?identifier=...``) are resolved to exactly one resource, and all writes go to
+the repository in one ``write_batch`` call (one database transaction) in the order the
+spec fixes: DELETE, POST, PUT/PATCH, then GET. Any failing entry fails the whole
+request with an OperationOutcome whose expression names ``Bundle.entry[i]...``.
+
+A batch runs each entry on its own savepoint; a failing entry answers with its
+OperationOutcome in ``entry.response.outcome`` and the others still commit.
+
+Spec: https://hl7.org/fhir/R4/http.html#transaction
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from hie.errors import (
+    FhirError,
+    InvalidReference,
+    InvalidRequest,
+    MultipleMatches,
+    NotFound,
+    internal_error,
+    information_outcome,
+    NOOP_CODE,
+)
+from hie.fhir.patch import apply_json_patch
+from hie.fhir.references import iter_references
+from hie.fhir.validate import ID_RE, check_id_matches, is_resource_type, validate_resource
+from hie.interactions import crud, history
+from hie.interactions.context import Context
+from hie.interactions.result import Result
+from hie.storage.repository import Write
+
+log = logging.getLogger(__name__)
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+@dataclass
+class Entry:
+    index: int
+    method: str
+    url: str  # relative to the base, query included
+    path: str  # before '?'
+    query: str  # after '?', may be ''
+    full_url: str | None
+    resource: dict[str, Any] | None
+    if_none_exist: str | None = None
+    if_match: str | None = None
+    if_none_match: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"Bundle.entry[{self.index}]"
+
+
+def _relative(ctx: Context, url: str) -> str:
+    if url.startswith(ctx.base_url + "/"):
+        return url[len(ctx.base_url) + 1:]
+    if url.startswith(("http://", "https://")):
+        parts = urlsplit(url)
+        p = parts.path
+        idx = p.find("/fhir/")
+        if idx >= 0:
+            return p[idx + 6:] + (f"?{parts.query}" if parts.query else "")
+    return url.lstrip("/")
+
+
+def parse_entries(ctx: Context, bundle: dict[str, Any]) -> list[Entry]:
+    raw_entries = bundle.get("entry") or []
+    if not isinstance(raw_entries, list):
+        raise InvalidRequest("Bundle.entry must be an array", expression=["Bundle.entry"])
+    out: list[Entry] = []
+    for i, e in enumerate(raw_entries):
+        where = f"Bundle.entry[{i}]"
+        if not isinstance(e, dict):
+            raise InvalidRequest(f"{where} must be an object", expression=[where])
+        req = e.get("request")
+        if not isinstance(req, dict):
+            raise InvalidRequest(f"{where}.request is required in a batch or transaction", expression=[f"{where}.request"])
+        method = req.get("method")
+        if method not in METHODS:
+            raise InvalidRequest(f"{where}.request.method {method!r} is not one of {', '.join(METHODS)}",
+                                 expression=[f"{where}.request.method"])
+        url = req.get("url")
+        if not isinstance(url, str) or not url:
+            raise InvalidRequest(f"{where}.request.url is required", expression=[f"{where}.request.url"])
+        rel = _relative(ctx, url)
+        path, _, query = rel.partition("?")
+        resource = e.get("resource")
+        if method in ("POST", "PUT", "PATCH") and not isinstance(resource, dict):
+            raise InvalidRequest(f"{where}.resource is required for {method}", expression=[f"{where}.resource"])
+        entry = Entry(
+            index=i, method=method, url=rel, path=path.strip("/"), query=query,
+            full_url=e.get("fullUrl"), resource=resource if isinstance(resource, dict) else None,
+            if_none_exist=req.get("ifNoneExist"), if_match=req.get("ifMatch"),
+            if_none_match=req.get("ifNoneMatch"),
+        )
+        segs = entry.path.split("/") if entry.path else []
+        if method in ("POST", "PUT", "PATCH", "DELETE"):
+            if not segs or not is_resource_type(segs[0]):
+                raise InvalidRequest(f"{where}.request.url {url!r} does not name a resource type",
+                                     expression=[f"{where}.request.url"])
+            entry.target_type = segs[0]
+            if method == "POST" and len(segs) != 1:
+                raise InvalidRequest(f"{where}.request.url for POST must be a resource type", expression=[f"{where}.request.url"])
+            if method != "POST":
+                if len(segs) == 2 and not query:
+                    if not ID_RE.match(segs[1]):
+                        raise InvalidRequest(f"{where}.request.url has an invalid id", expression=[f"{where}.request.url"])
+                    entry.target_id = segs[1]
+                elif len(segs) == 1 and query:
+                    pass  # conditional
+                else:
+                    raise InvalidRequest(
+                        f"{where}.request.url {url!r}: {method} needs Type/id or Type?criteria",
+                        expression=[f"{where}.request.url"],
+                    )
+        out.append(entry)
+    return out
+
+
+def _error_for(entry: Entry, err: FhirError) -> FhirError:
+    """Prefix the issues' expressions with the entry's location."""
+    for issue in err.issues:
+        if not issue.expression:
+            issue.expression = [entry.where]
+        else:
+            issue.expression = [
+                x if x.startswith("Bundle.") else f"{entry.where}.resource.{x.split('.', 1)[1]}" if "." in x and is_resource_type(x.split('.', 1)[0]) else f"{entry.where}.{x}"
+                for x in issue.expression
+            ]
+        if not issue.diagnostics.startswith(entry.where):
+            issue.diagnostics = f"{entry.where}: {issue.diagnostics}"
+    return err
+
+
+# -- transaction ----------------------------------------------------------------------
+
+
+def transaction(ctx: Context, bundle: dict[str, Any]) -> Result:
+    entries = parse_entries(ctx, bundle)
+    id_map: dict[str, str] = {}  # fullUrl -> Type/id
+    touched: dict[tuple[str, str], int] = {}
+    results: dict[int, Result] = {}
+    writes: list[tuple[Entry, Write]] = []
+
+    def claim(entry: Entry, rtype: str, rid: str) -> None:
+        prev = touched.get((rtype, rid))
+        if prev is not None:
+            raise _error_for(entry, InvalidRequest(
+                f"{rtype}/{rid} is also the target of Bundle.entry[{prev}]; a transaction may touch a resource once"))
+        touched[(rtype, rid)] = entry.index
+
+    # Validate every resource before anything else (nothing is written if one is bad).
+    for entry in entries:
+        if entry.resource is not None and entry.method in ("POST", "PUT"):
+            try:
+                validate_resource(entry.resource, expected_type=entry.target_type, path=f"{entry.where}.resource")
+            except FhirError as err:
+                raise _error_for(entry, err) from None
+
+    for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+        try:
+            if entry.method == "DELETE":
+                rid = entry.target_id
+                if rid is None:
+                    found = _match_one(ctx, entry.target_type, entry.query, "Conditional delete")  # type: ignore[arg-type]
+                    rid = found
+                if rid is None:
+                    results[entry.index] = Result(204)
+                    continue
+                claim(entry, entry.target_type, rid)  # type: ignore[arg-type]
+                writes.append((entry, Write("delete", entry.target_type, rid, if_match=crud.parse_etag(entry.if_match), method="DELETE")))  # type: ignore[arg-type]
+            elif entry.method == "POST":
+                rtype = entry.target_type
+                assert rtype and entry.resource is not None
+                if entry.if_none_exist:
+                    found = _match_one(ctx, rtype, entry.if_none_exist, "ifNoneExist")
+                    if found is not None:
+                        _map_full_url(id_map, entry, rtype, found)
+                        st = ctx.repo.current(rtype, found)
+                        assert st is not None
+                        results[entry.index] = Result(200, None, location=f"{rtype}/{found}/_history/{st.version_id}",
+                                                      etag=st.etag, last_modified=st.last_updated)
+                        continue
+                rid = ctx.repo.new_id()
+                _map_full_url(id_map, entry, rtype, rid)
+                claim(entry, rtype, rid)
+                writes.append((entry, Write("create", rtype, rid, dict(entry.resource), method="POST")))
+            elif entry.method in ("PUT", "PATCH"):
+                rtype = entry.target_type
+                assert rtype and entry.resource is not None
+                rid = entry.target_id
+                if rid is None:
+                    rid = _match_one(ctx, rtype, entry.query, f"Conditional {entry.method.lower()}")
+                    if rid is None:
+                        if entry.method == "PATCH":
+                            raise NotFound(f"Conditional patch '{entry.query}' matches no {rtype}")
+                        rid = entry.resource.get("id") or ctx.repo.new_id()
+                if entry.method == "PUT":
+                    if entry.target_id is not None:
+                        check_id_matches(entry.resource, rid, path=f"{entry.where}.resource")
+                    _map_full_url(id_map, entry, rtype, rid)
+                    claim(entry, rtype, rid)
+                    writes.append((entry, Write("update", rtype, rid, {**entry.resource, "id": rid},
+                                                if_match=crud.parse_etag(entry.if_match), method="PUT")))
+                else:
+                    claim(entry, rtype, rid)
+                    entry.extra["patch_target"] = (rtype, rid)
+                    writes.append((entry, _patch_write(ctx, entry, rtype, rid)))
+        except FhirError as err:
+            raise _error_for(entry, err) from None
+
+    # Rewrite references (fullUrl -> assigned id; conditional -> resolved id) and check
+    # that every relative reference points at something that exists.
+    pending_refs: dict[tuple[str, str], tuple[Entry, str]] = {}
+    for entry, w in writes:
+        if w.resource is None or w.kind == "delete":
+            continue
+        try:
+            _rewrite(ctx, entry, w.resource, id_map, pending_refs, touched)
+        except FhirError as err:
+            raise _error_for(entry, err) from None
+    _check_targets_exist(ctx, pending_refs)
+
+    done = ctx.repo.write_batch([w for _, w in writes]) if writes else []
+    for (entry, _w), wr in zip(writes, done, strict=True):
+        if wr.outcome == "absent":
+            results[entry.index] = Result(204)
+        elif wr.outcome == "deleted":
+            results[entry.index] = Result(204, None, etag=wr.stored.etag if wr.stored else None)
+        else:
+            st = wr.stored
+            assert st is not None
+            status = 201 if wr.outcome == "created" else 200
+            results[entry.index] = Result(
+                status, st.content if ctx.prefer_return == "representation" else None,
+                location=f"{st.res_type}/{st.res_id}/_history/{st.version_id}", etag=st.etag,
+                last_modified=st.last_updated,
+            )
+            if wr.outcome == "noop":
+                results[entry.index].headers["x-noop"] = "1"
+
+    for entry in entries:
+        if entry.method in ("GET", "HEAD"):
+            try:
+                results[entry.index] = dispatch_read(ctx, entry)
+            except FhirError as err:
+                raise _error_for(entry, err) from None
+
+    return Result(200, _response_bundle(ctx, "transaction-response", entries, results))
+
+
+def _patch_write(ctx: Context, entry: Entry, rtype: str, rid: str) -> Write:
+    st = ctx.repo.read(rtype, rid)
+    ops = _patch_operations(entry)
+    patched = apply_json_patch(st.resource(), ops)
+    validate_resource(patched, expected_type=rtype, path=f"{entry.where}.resource")
+    return Write("update", rtype, rid, patched, if_match=st.version_id, method="PATCH")
+
+
+def _patch_operations(entry: Entry) -> Any:
+    res = entry.resource or {}
+    if res.get("resourceType") == "Binary":
+        ctype = res.get("contentType", "")
+        if "json-patch" not in ctype:
+            raise InvalidRequest(f"{entry.where}.resource: PATCH Binary must have contentType application/json-patch+json")
+        try:
+            return orjson.loads(base64.b64decode(res.get("data", "")))
+        except (ValueError, orjson.JSONDecodeError) as exc:
+            raise InvalidRequest(f"{entry.where}.resource.data is not a base64 JSON Patch: {exc}") from None
+    raise InvalidRequest(
+        f"{entry.where}.resource: PATCH entries must carry a Binary with a JSON Patch "
+        "(FHIRPath Patch Parameters are not supported)",
+        expression=[f"{entry.where}.resource"],
+    )
+
+
+def _map_full_url(id_map: dict[str, str], entry: Entry, rtype: str, rid: str) -> None:
+    if entry.full_url:
+        id_map[entry.full_url] = f"{rtype}/{rid}"
+
+
+def _match_one(ctx: Context, rtype: str, query: str, what: str) -> str | None:
+    params = crud.parse_query(query)
+    if not params:
+        raise InvalidRequest(f"{what} has no search criteria")
+    pks = ctx.repo.find_pks(rtype, params)
+    if len(pks) > 1:
+        raise MultipleMatches(f"{what} '{rtype}?{query}' matches {len(pks)} resources; it must match one")
+    if not pks:
+        return None
+    return ctx.repo.load_pks(pks)[0].res_id
+
+
+def _rewrite(
+    ctx: Context, entry: Entry, resource: dict[str, Any], id_map: dict[str, str],
+    pending: dict[tuple[str, str], tuple[Entry, str]], touched: dict[tuple[str, str], int],
+) -> None:
+    for path, ref_obj in iter_references(resource):
+        ref = ref_obj["reference"]
+        loc = f"{entry.where}.resource.{path}.reference" if path else f"{entry.where}.resource.reference"
+        if ref.startswith("#"):
+            continue
+        if ref in id_map:
+            ref_obj["reference"] = id_map[ref]
+            continue
+        if ref.startswith(("urn:uuid:", "urn:oid:")):
+            raise InvalidReference(
+                f"{loc}: reference {ref!r} matches no fullUrl in this transaction", expression=[loc]
+            )
+        rel = _relative(ctx, ref) if ref.startswith(ctx.base_url) else ref
+        if rel.startswith(("http://", "https://")):
+            continue  # an external reference: not ours to check
+        head, _, query = rel.partition("?")
+        if query:
+            if not is_resource_type(head):
+                raise InvalidReference(f"{loc}: conditional reference {ref!r} has no resource type", expression=[loc])
+            found = _match_one(ctx, head, query, f"Conditional reference at {loc}")
+            if found is None:
+                raise InvalidReference(f"{loc}: conditional reference {ref!r} matches no resource", expression=[loc])
+            ref_obj["reference"] = f"{head}/{found}"
+            continue
+        parts = rel.split("/")
+        if len(parts) in (2, 4) and is_resource_type(parts[0]):
+            if rel != ref:
+                ref_obj["reference"] = rel
+            key = (parts[0], parts[1])
+            if key not in touched and key not in pending:
+                pending[key] = (entry, loc)
+
+
+def _check_targets_exist(ctx: Context, pending: dict[tuple[str, str], tuple[Entry, str]]) -> None:
+    if not pending:
+        return
+    existing = ctx.repo._fetch_current(pending.keys())  # noqa: SLF001 - same layer
+    for key, (entry, loc) in pending.items():
+        st = existing.get(key)
+        if st is None or st.deleted:
+            raise InvalidReference(
+                f"{loc}: reference {key[0]}/{key[1]} points at a resource that does not exist",
+                expression=[loc],
+            )
+
+
+# -- batch ----------------------------------------------------------------------------
+
+
+def batch(ctx: Context, bundle: dict[str, Any]) -> Result:
+    entries = parse_entries(ctx, bundle)
+    results: dict[int, Result] = {}
+    for entry in entries:
+        try:
+            with ctx.conn.begin_nested():
+                results[entry.index] = dispatch(ctx, entry)
+        except FhirError as err:
+            results[entry.index] = _ErrorResult(_error_for(entry, err))
+        except Exception:  # noqa: BLE001 - one entry's crash must not sink the batch
+            err = internal_error()
+            log.exception("batch entry %s failed (correlation id %s)", entry.index, err.correlation_id)  # type: ignore[attr-defined]
+            results[entry.index] = _ErrorResult(err)
+    return Result(200, _response_bundle(ctx, "batch-response", entries, results))
+
+
+class _ErrorResult(Result):
+    def __init__(self, err: FhirError) -> None:
+        super().__init__(err.status, None)
+        self.outcome = err.to_outcome()
+
+
+def dispatch(ctx: Context, entry: Entry) -> Result:
+    """Run one batch entry through the ordinary single-resource interactions."""
+    m = entry.method
+    if m in ("GET", "HEAD"):
+        return dispatch_read(ctx, entry)
+    rtype = entry.target_type
+    assert rtype
+    if m == "POST":
+        return crud.create(ctx, rtype, entry.resource, if_none_exist=entry.if_none_exist)
+    if m == "PUT":
+        if entry.target_id:
+            return crud.update(ctx, rtype, entry.target_id, entry.resource, if_match=entry.if_match)
+        return crud.conditional_update(ctx, rtype, entry.query, entry.resource, if_match=entry.if_match)
+    if m == "PATCH":
+        ops = _patch_operations(entry)
+        if entry.target_id:
+            return crud.patch(ctx, rtype, entry.target_id, ops, if_match=entry.if_match)
+        return crud.conditional_patch(ctx, rtype, entry.query, ops, if_match=entry.if_match)
+    if m == "DELETE":
+        if entry.target_id:
+            return crud.delete(ctx, rtype, entry.target_id, if_match=entry.if_match)
+        return crud.conditional_delete(ctx, rtype, entry.query)
+    raise InvalidRequest(f"Unsupported method {m}")
+
+
+def dispatch_read(ctx: Context, entry: Entry) -> Result:
+    from hie.interactions import search as search_mod
+
+    segs = [s for s in entry.path.split("/") if s]
+    params = crud.parse_query(entry.query)
+    if not segs:
+        return search_mod.search(ctx, None, params)
+    if segs == ["_history"]:
+        return history.history_system(ctx, params)
+    if segs[0] == "metadata":
+        from hie.interactions.capabilities import capabilities
+
+        return capabilities(ctx)
+    if not is_resource_type(segs[0]):
+        raise NotFound(f"Unknown resource type '{segs[0]}'")
+    rtype = segs[0]
+    if len(segs) == 1:
+        return search_mod.search(ctx, rtype, params)
+    if len(segs) == 2 and segs[1] == "_history":
+        return history.history_type(ctx, rtype, params)
+    if len(segs) == 2:
+        return crud.read(ctx, rtype, segs[1], if_none_match=entry.if_none_match)
+    if len(segs) == 3 and segs[2] == "_history":
+        return history.history_instance(ctx, rtype, segs[1], params)
+    if len(segs) == 4 and segs[2] == "_history":
+        return crud.vread(ctx, rtype, segs[1], segs[3])
+    if len(segs) == 3 and rtype == "Patient" and is_resource_type(segs[2]):
+        return search_mod.search(ctx, segs[2], params, compartment=("Patient", segs[1]))
+    raise NotFound(f"No interaction at {entry.path!r}")
+
+
+def _response_bundle(ctx: Context, btype: str, entries: list[Entry], results: dict[int, Result]) -> dict[str, Any]:
+    out_entries = []
+    for entry in entries:
+        res = results[entry.index]
+        e: dict[str, Any] = {}
+        if res.location:
+            e["fullUrl"] = f"{ctx.base_url}/{res.location.split('/_history')[0]}"
+        if isinstance(res, _ErrorResult):
+            resp = res.entry_response()
+            resp["outcome"] = res.outcome
+            e["response"] = resp
+        else:
+            if res.body is not None:
+                e["resource"] = res.body_fragment()
+            e["response"] = res.entry_response()
+            if res.headers.get("x-noop"):
+                e["response"]["outcome"] = information_outcome(
+                    "No change: content identical to the current version", hie_code=NOOP_CODE)
+        out_entries.append(e)
+    return {"resourceType": "Bundle", "type": btype, "entry": out_entries}
+
+
+def process(ctx: Context, bundle: Any) -> Result:
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise InvalidRequest("POST to the base URL needs a Bundle", expression=["Bundle"])
+    btype = bundle.get("type")
+    if btype == "transaction":
+        return transaction(ctx, bundle)
+    if btype == "batch":
+        return batch(ctx, bundle)
+    raise InvalidRequest(
+        f"Bundle.type must be 'transaction' or 'batch' to be processed, not {btype!r}",
+        expression=["Bundle.type"],
+    )
+
+
+__all__ = ["process", "transaction", "batch", "dispatch"]

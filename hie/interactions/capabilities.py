@@ -1,0 +1,71 @@
+"""The CapabilityStatement, generated from what the node really implements.
+
+Interactions come from :data:`INTERACTIONS` (kept next to the REST routes that
+implement them); search parameters come from the search registry, which lists only
+the parameters it supports (unsupported ones are logged there, never advertised).
+
+Spec: https://hl7.org/fhir/R4/capabilitystatement.html , https://hl7.org/fhir/R4/http.html#capabilities
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hie import __version__
+from hie.fhir.types import SUPPORTED_TYPES
+from hie.interactions.context import Context
+from hie.interactions.result import Result
+
+#: Type-level and instance-level interactions implemented for every stored type.
+TYPE_INTERACTIONS = (
+    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
+)
+SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system", "search-system")
+
+
+def capabilities(ctx: Context) -> Result:
+    registry = ctx.registry
+    resources: list[dict[str, Any]] = []
+    for rtype in SUPPORTED_TYPES:
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+            "interaction": [{"code": c} for c in TYPE_INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "full-support",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "referencePolicy": ["literal", "logical", "local", "enforced"],
+        }
+        if registry is not None and hasattr(registry, "capability_params"):
+            params = registry.capability_params(rtype)
+            if params:
+                entry["searchParam"] = params
+            if hasattr(registry, "include_values"):
+                entry["searchInclude"] = registry.include_values(rtype)
+            if hasattr(registry, "revinclude_values"):
+                entry["searchRevInclude"] = registry.revinclude_values(rtype)
+        resources.append(entry)
+    body = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-21",
+        "publisher": "Regional HIE node project",
+        "kind": "instance",
+        "software": {"name": "hie-node", "version": __version__},
+        "implementation": {"description": "Regional health-information-exchange node", "url": ctx.base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [
+            {
+                "mode": "server",
+                "resource": resources,
+                "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+            }
+        ],
+    }
+    return Result(200, body)

@@ -1,0 +1,1 @@
+"""Storage: tables, the database engine and the one repository that reads and writes them."""

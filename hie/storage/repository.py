@@ -1,0 +1,409 @@
+"""The repository: the one way into stored resources, always on behalf of a principal.
+
+Every statement built here ANDs the principal's access predicate
+(:mod:`hie.storage.access`) into its WHERE clause — reads, vreads, history, searches
+(through :mod:`hie.search.query`) and counts. There is no flag to bypass it; ingest
+and maintenance pass :data:`hie.principal.SYSTEM`.
+
+Writes go through :meth:`Repository.write_batch`, one code path for single REST writes
+and for thousand-entry transactions: current rows are fetched in bulk, new rows are
+inserted with multi-row INSERT ... RETURNING, each update is a version-checked UPDATE
+(optimistic locking, so concurrent ``If-Match`` updates give one success and one
+412), every version is appended to ``resource_version``, and the search indexes are
+rewritten in the same transaction. An update whose content equals the current
+version (ignoring ``meta.versionId``/``meta.lastUpdated``) is a no-op and does not
+create a version, which is what makes re-loading the same data idempotent.
+
+Spec: https://hl7.org/fhir/R4/http.html (read, vread, update, delete, history)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, and_, func, insert, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from hie.clock import Clock, SystemClock, instant, new_id
+from hie.errors import Gone, NotFound, PreconditionFailed, VersionConflict
+from hie.principal import Principal
+from hie.storage.access import AccessPolicy, AccessPredicate, OpenPolicy
+from hie.storage.rowmeta import row_meta
+from hie.storage.tables import resource as R
+from hie.storage.tables import resource_version as V
+
+_COLS = (R.c.pk, R.c.res_type, R.c.res_id, R.c.version_id, R.c.last_updated, R.c.deleted, R.c.content)
+_VCOLS = (V.c.resource_pk, V.c.res_type, V.c.res_id, V.c.version_id, V.c.last_updated, V.c.deleted, V.c.content)
+
+PatientKeyResolver = Callable[[Connection, str], str]
+"""Maps a local Patient id to the regional patient key (the identity service plugs in)."""
+
+
+def identity_patient_key(_conn: Connection, patient_id: str) -> str:
+    return patient_id
+
+
+@dataclass
+class Stored:
+    pk: int
+    res_type: str
+    res_id: str
+    version_id: int
+    last_updated: int  # epoch microseconds, UTC
+    deleted: bool
+    content: bytes | None
+    method: str | None = None
+
+    def resource(self) -> dict[str, Any]:
+        if self.content is None:
+            raise ValueError("deleted resource has no content")
+        return orjson.loads(self.content)
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version_id}"'
+
+
+@dataclass
+class Write:
+    """One write in a batch. ``kind`` is create, update or delete."""
+
+    kind: str
+    res_type: str
+    res_id: str | None = None
+    resource: dict[str, Any] | None = None
+    if_match: int | None = None
+    allow_create: bool = True  # update-as-create with a client id
+    method: str | None = None  # recorded in history (POST, PUT, PATCH, DELETE)
+
+
+@dataclass
+class WriteResult:
+    outcome: str  # created | updated | noop | deleted | absent
+    stored: Stored | None
+    previous_version: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _strip_volatile(res: dict[str, Any]) -> dict[str, Any]:
+    out = dict(res)
+    meta = out.get("meta")
+    if isinstance(meta, dict):
+        meta = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+        if meta:
+            out["meta"] = meta
+        else:
+            out.pop("meta", None)
+    return out
+
+
+class Repository:
+    def __init__(
+        self,
+        conn: Connection,
+        principal: Principal,
+        *,
+        registry: Any,
+        policy: AccessPolicy | None = None,
+        clock: Clock | None = None,
+        patient_key: PatientKeyResolver = identity_patient_key,
+        id_factory: Callable[[], str] = new_id,
+    ) -> None:
+        self.conn = conn
+        self.principal = principal
+        self.registry = registry
+        self.clock = clock or SystemClock()
+        self.access: AccessPredicate = (policy or OpenPolicy()).predicate(principal)
+        self._patient_key = patient_key
+        self.new_id = id_factory
+
+    # -- reads -------------------------------------------------------------------------
+
+    def current(self, res_type: str, res_id: str) -> Stored | None:
+        """The current row (a tombstone if deleted), or None if absent or not visible."""
+        row = self.conn.execute(
+            select(*_COLS).where(R.c.res_type == res_type, R.c.res_id == res_id, self.access(R))
+        ).first()
+        return Stored(*row) if row else None
+
+    def read(self, res_type: str, res_id: str) -> Stored:
+        st = self.current(res_type, res_id)
+        if st is None:
+            raise NotFound(f"Resource {res_type}/{res_id} is not known")
+        if st.deleted:
+            raise Gone(
+                f"Resource {res_type}/{res_id} was deleted (version {st.version_id})",
+                headers={"ETag": st.etag},
+            )
+        return st
+
+    def vread(self, res_type: str, res_id: str, version_id: int) -> Stored:
+        row = self.conn.execute(
+            select(*_VCOLS, V.c.method).where(
+                V.c.res_type == res_type, V.c.res_id == res_id, V.c.version_id == version_id, self.access(V)
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"Version {version_id} of {res_type}/{res_id} is not known")
+        st = Stored(*row)
+        if st.deleted:
+            raise Gone(f"Version {version_id} of {res_type}/{res_id} is a deletion", headers={"ETag": st.etag})
+        return st
+
+    def load_pks(self, pks: Sequence[int]) -> list[Stored]:
+        """Current rows for ``pks`` in the given order (access-filtered again)."""
+        if not pks:
+            return []
+        found: dict[int, Stored] = {}
+        for chunk in _chunks(list(pks), 900):
+            for row in self.conn.execute(select(*_COLS).where(R.c.pk.in_(chunk), self.access(R))):
+                found[row[0]] = Stored(*row)
+        return [found[pk] for pk in pks if pk in found]
+
+    def history(
+        self,
+        res_type: str | None = None,
+        res_id: str | None = None,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        count: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Stored], int]:
+        conds = [self.access(V)]
+        if res_type:
+            conds.append(V.c.res_type == res_type)
+        if res_id:
+            conds.append(V.c.res_id == res_id)
+        if since_us is not None:
+            conds.append(V.c.last_updated >= since_us)
+        if until_us is not None:
+            conds.append(V.c.last_updated <= until_us)
+        where = and_(*conds)
+        total = self.conn.execute(select(func.count()).select_from(V).where(where)).scalar_one()
+        rows = self.conn.execute(
+            select(*_VCOLS, V.c.method)
+            .where(where)
+            .order_by(V.c.last_updated.desc(), V.c.pk.desc())
+            .limit(count)
+            .offset(offset)
+        ).all()
+        return [Stored(*r) for r in rows], total
+
+    def find_pks(self, res_type: str, params: list[tuple[str, str]]) -> list[int]:
+        from hie.search.query import find_pks
+
+        return find_pks(self.conn, self.registry, res_type, params, self.access)
+
+    # -- writes ------------------------------------------------------------------------
+
+    def create(self, resource: dict[str, Any], *, res_id: str | None = None) -> Stored:
+        res = self.write_batch([Write("create", resource["resourceType"], res_id, resource, method="POST")])
+        assert res[0].stored is not None
+        return res[0].stored
+
+    def update(
+        self, res_type: str, res_id: str, resource: dict[str, Any], *, if_match: int | None = None,
+        method: str = "PUT",
+    ) -> WriteResult:
+        return self.write_batch([Write("update", res_type, res_id, resource, if_match=if_match, method=method)])[0]
+
+    def delete(self, res_type: str, res_id: str, *, if_match: int | None = None) -> WriteResult:
+        return self.write_batch([Write("delete", res_type, res_id, if_match=if_match, method="DELETE")])[0]
+
+    def write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
+        from hie.search.indexer import delete_index, write_index_many
+
+        now = self.clock.now_us()
+        keys = [(w.res_type, w.res_id) for w in writes if w.kind != "create" and w.res_id]
+        existing = self._fetch_current(keys)
+        results: list[WriteResult | None] = [None] * len(writes)
+        inserts: list[tuple[int, dict[str, Any], dict[str, Any]]] = []  # (index, row, resource)
+        updates: list[tuple[int, Stored, dict[str, Any], dict[str, Any]]] = []
+        deletes: list[tuple[int, Stored]] = []
+        seen_new: set[tuple[str, str]] = set()
+
+        for i, w in enumerate(writes):
+            cur = existing.get((w.res_type, w.res_id)) if w.res_id else None
+            if w.kind == "delete":
+                if w.if_match is not None and (cur is None or cur.version_id != w.if_match):
+                    raise PreconditionFailed(
+                        f"If-Match version {w.if_match} does not match the current version of "
+                        f"{w.res_type}/{w.res_id}"
+                    )
+                if cur is None or cur.deleted:
+                    results[i] = WriteResult("absent", cur)
+                else:
+                    deletes.append((i, cur))
+                continue
+            assert w.resource is not None
+            if w.kind == "create" or cur is None:
+                if w.kind == "update" and w.if_match is not None:
+                    raise PreconditionFailed(
+                        f"If-Match given but {w.res_type}/{w.res_id} does not exist"
+                    )
+                rid = w.res_id or self.new_id()
+                if (w.res_type, rid) in seen_new:
+                    raise VersionConflict(f"{w.res_type}/{rid} is written twice in one request")
+                seen_new.add((w.res_type, rid))
+                inserts.append((i, {"res_id": rid}, w.resource))
+                continue
+            if w.if_match is not None and cur.version_id != w.if_match:
+                raise PreconditionFailed(
+                    f"If-Match version {w.if_match} does not match the current version "
+                    f"{cur.version_id} of {w.res_type}/{w.res_id}"
+                )
+            if not cur.deleted and cur.content is not None:
+                if _strip_volatile(orjson.loads(cur.content)) == _strip_volatile(
+                    {**w.resource, "id": w.res_id}
+                ):
+                    results[i] = WriteResult("noop", cur, cur.version_id)
+                    continue
+            updates.append((i, cur, w.resource, {}))
+
+        version_rows: list[dict[str, Any]] = []
+        index_items: list[tuple[int, str, str | None, dict[str, Any]]] = []
+
+        # New resources: one multi-row INSERT ... RETURNING.
+        if inserts:
+            rows = []
+            prepared: list[tuple[int, dict[str, Any], dict[str, Any], Any]] = []
+            for i, stub, res in inserts:
+                w = writes[i]
+                body = self._stamp(res, stub["res_id"], 1, now)
+                meta = row_meta(body, self.principal.organization_id)
+                pkey = self._key(meta.patient_ref)
+                content = orjson.dumps(body)
+                row = {
+                    "res_type": w.res_type, "res_id": stub["res_id"], "version_id": 1,
+                    "last_updated": now, "deleted": False, "content": content,
+                    "patient_key": pkey, "custodian": meta.custodian, "data_class": meta.data_class,
+                    "security_labels": meta.security_labels,
+                }
+                rows.append(row)
+                prepared.append((i, row, body, pkey))
+            try:
+                pks = self.conn.execute(
+                    insert(R).returning(R.c.pk, sort_by_parameter_order=True), rows
+                ).scalars().all()
+            except IntegrityError:
+                raise VersionConflict(
+                    "A resource with the same type and id was created concurrently; retry the request"
+                ) from None
+            for (i, row, body, pkey), pk in zip(prepared, pks, strict=True):
+                st = Stored(pk, row["res_type"], row["res_id"], 1, now, False, row["content"], writes[i].method)
+                results[i] = WriteResult("created", st)
+                version_rows.append(self._version_row(pk, row, writes[i].method or "POST"))
+                index_items.append((pk, row["res_type"], pkey, body))
+
+        for i, cur, res, _ in updates:
+            w = writes[i]
+            new_v = cur.version_id + 1
+            body = self._stamp(res, cur.res_id, new_v, now)
+            meta = row_meta(body, self.principal.organization_id)
+            pkey = self._key(meta.patient_ref)
+            content = orjson.dumps(body)
+            vals = {
+                "version_id": new_v, "last_updated": now, "deleted": False, "content": content,
+                "patient_key": pkey, "custodian": meta.custodian, "data_class": meta.data_class,
+                "security_labels": meta.security_labels,
+            }
+            self._versioned_update(cur, w.if_match, vals)
+            row = {"res_type": cur.res_type, "res_id": cur.res_id, **vals}
+            version_rows.append(self._version_row(cur.pk, row, w.method or "PUT"))
+            index_items.append((cur.pk, cur.res_type, pkey, body))
+            st = Stored(cur.pk, cur.res_type, cur.res_id, new_v, now, False, content, w.method)
+            results[i] = WriteResult("updated", st, cur.version_id)
+
+        for i, cur in deletes:
+            w = writes[i]
+            new_v = cur.version_id + 1
+            vals = {"version_id": new_v, "last_updated": now, "deleted": True, "content": None}
+            self._versioned_update(cur, w.if_match, vals)
+            old = self.conn.execute(
+                select(R.c.patient_key, R.c.custodian, R.c.data_class, R.c.security_labels).where(R.c.pk == cur.pk)
+            ).one()
+            row = {
+                "res_type": cur.res_type, "res_id": cur.res_id, **vals, "patient_key": old[0],
+                "custodian": old[1], "data_class": old[2], "security_labels": old[3],
+            }
+            version_rows.append(self._version_row(cur.pk, row, "DELETE"))
+            delete_index(self.conn, cur.pk)
+            results[i] = WriteResult(
+                "deleted", Stored(cur.pk, cur.res_type, cur.res_id, new_v, now, True, None, "DELETE"),
+                cur.version_id,
+            )
+
+        if version_rows:
+            self.conn.execute(insert(V), version_rows)
+        if index_items:
+            updated = {cur.pk for _, cur, _, _ in updates}
+            fresh = [it for it in index_items if it[0] not in updated]
+            changed = [it for it in index_items if it[0] in updated]
+            for items, replace in ((fresh, False), (changed, True)):
+                if items:
+                    write_index_many(
+                        self.conn, self.registry,
+                        [{"resource_pk": pk, "res_type": rt, "patient_key": pkey, "resource": body}
+                         for pk, rt, pkey, body in items],
+                        replace=replace,
+                    )
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _key(self, patient_ref: str | None) -> str | None:
+        return self._patient_key(self.conn, patient_ref) if patient_ref else None
+
+    def _fetch_current(self, keys: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str], Stored]:
+        keys = [k for k in dict.fromkeys(keys) if k[1]]
+        out: dict[tuple[str, str], Stored] = {}
+        for chunk in _chunks(keys, 400):
+            stmt = select(*_COLS).where(tuple_(R.c.res_type, R.c.res_id).in_(chunk), self.access(R))
+            for row in self.conn.execute(stmt):
+                st = Stored(*row)
+                out[(st.res_type, st.res_id)] = st
+        return out
+
+    def _versioned_update(self, cur: Stored, if_match: int | None, vals: dict[str, Any]) -> None:
+        result = self.conn.execute(
+            update(R).where(R.c.pk == cur.pk, R.c.version_id == cur.version_id).values(**vals)
+        )
+        if result.rowcount != 1:
+            if if_match is not None:
+                raise PreconditionFailed(
+                    f"If-Match version {if_match} is no longer current for {cur.res_type}/{cur.res_id}"
+                )
+            raise VersionConflict(
+                f"{cur.res_type}/{cur.res_id} was changed concurrently; retry the request"
+            )
+
+    @staticmethod
+    def _version_row(resource_pk: int, row: dict[str, Any], method: str) -> dict[str, Any]:
+        return {
+            "resource_pk": resource_pk, "res_type": row["res_type"], "res_id": row["res_id"],
+            "version_id": row["version_id"], "last_updated": row["last_updated"], "method": method,
+            "deleted": row["deleted"], "content": row["content"], "patient_key": row.get("patient_key"),
+            "custodian": row.get("custodian"), "data_class": row["data_class"],
+            "security_labels": row["security_labels"],
+        }
+
+    @staticmethod
+    def _stamp(res: dict[str, Any], res_id: str, version: int, now: int) -> dict[str, Any]:
+        body = dict(res)
+        body.pop("resourceType", None)
+        meta = dict(body.pop("meta", None) or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = instant(now)
+        body.pop("id", None)
+        # resourceType, id and meta first, as FHIR JSON is usually written.
+        return {"resourceType": res["resourceType"], "id": res_id, "meta": meta, **body}
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

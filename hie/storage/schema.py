@@ -1,0 +1,9 @@
+"""All tables of the node on one ``MetaData``: importing this module registers them.
+
+Alembic's environment imports it, so every package that defines tables is listed here.
+"""
+
+from hie.search import tables as _search_tables  # noqa: F401  (registers index tables)
+from hie.storage.tables import metadata
+
+__all__ = ["metadata"]
