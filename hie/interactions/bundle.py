@@ -238,7 +238,13 @@ def transaction(ctx: Context, bundle: dict[str, Any]) -> Result:
             raise _error_for(entry, err) from None
     _check_targets_exist(ctx, pending_refs)
 
-    done = ctx.repo.write_batch([w for _, w in writes]) if writes else []
+    try:
+        done = ctx.repo.write_batch([w for _, w in writes]) if writes else []
+    except FhirError as err:
+        idx = getattr(err, "write_index", None)
+        if idx is not None:
+            raise _error_for(writes[idx][0], err) from None
+        raise
     for (entry, _w), wr in zip(writes, done, strict=True):
         if wr.outcome == "absent":
             results[entry.index] = Result(204)

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, and_, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from hie.clock import Clock, SystemClock, instant, new_id
-from hie.errors import Gone, NotFound, PreconditionFailed, VersionConflict
+from hie.errors import FhirError, Gone, NotFound, PreconditionFailed, VersionConflict
 from hie.principal import Principal
 from hie.storage.access import AccessPolicy, AccessPredicate, OpenPolicy
 from hie.storage.rowmeta import row_meta
@@ -215,6 +215,18 @@ class Repository:
         return self.write_batch([Write("delete", res_type, res_id, if_match=if_match, method="DELETE")])[0]
 
     def write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
+        """Apply ``writes`` in order; a failing write raises a FhirError whose
+        ``write_index`` attribute names its position (the caller rolls back)."""
+        try:
+            return self._write_batch(writes)
+        except FhirError as err:
+            if not hasattr(err, "write_index"):
+                err.write_index = self._current_write  # type: ignore[attr-defined]
+            raise
+
+    _current_write: int | None = None
+
+    def _write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
         from hie.search.indexer import delete_index, write_index_many
 
         now = self.clock.now_us()
@@ -227,6 +239,7 @@ class Repository:
         seen_new: set[tuple[str, str]] = set()
 
         for i, w in enumerate(writes):
+            self._current_write = i
             cur = existing.get((w.res_type, w.res_id)) if w.res_id else None
             if w.kind == "delete":
                 if w.if_match is not None and (cur is None or cur.version_id != w.if_match):
@@ -268,6 +281,7 @@ class Repository:
         index_items: list[tuple[int, str, str | None, dict[str, Any]]] = []
 
         # New resources: one multi-row INSERT ... RETURNING.
+        self._current_write = None
         if inserts:
             rows = []
             prepared: list[tuple[int, dict[str, Any], dict[str, Any], Any]] = []
@@ -300,6 +314,7 @@ class Repository:
                 index_items.append((pk, row["res_type"], pkey, body))
 
         for i, cur, res, _ in updates:
+            self._current_write = i
             w = writes[i]
             new_v = cur.version_id + 1
             body = self._stamp(res, cur.res_id, new_v, now)
@@ -319,6 +334,7 @@ class Repository:
             results[i] = WriteResult("updated", st, cur.version_id)
 
         for i, cur in deletes:
+            self._current_write = i
             w = writes[i]
             new_v = cur.version_id + 1
             vals = {"version_id": new_v, "last_updated": now, "deleted": True, "content": None}
