@@ -283,7 +283,11 @@ PREFECTURES: Final = (
 ).split()
 _PREFECTURE_PREFIX: Final = re.compile("^(?:" + "|".join(PREFECTURES) + ")")
 _KANJI_DIGITS: Final = {"〇": 0, "零": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
-_KANJI_NUMBER: Final = re.compile("([〇零一二三四五六七八九十百]+)(?=丁目|番地|番|号|の|-)")
+_KANJI_NUMERAL: Final = "[〇零一二三四五六七八九十百]+"
+# 三丁目 and 十二番地 always; 四番, 五号 only inside a block number (after 丁目/番/digit/hyphen), so
+# that place names such as 仙台市青葉区一番町 or 八幡町 keep their kanji.
+_KANJI_CHOME: Final = re.compile(f"({_KANJI_NUMERAL})(?=丁目|番地)")
+_KANJI_BLOCK: Final = re.compile(f"(?<=[目地番の\\d-])({_KANJI_NUMERAL})(?=番|号|の|-|$)")
 _POSTAL_IN_TEXT: Final = re.compile(r"〒?\s*\d{3}-?\d{4}\s*")
 
 
@@ -308,6 +312,11 @@ def kanji_number(text: str) -> int | None:
     return total + current
 
 
+def _arabic(match: re.Match[str]) -> str:
+    value = kanji_number(match.group(1))
+    return match.group(1) if value is None else str(value)
+
+
 def normalize_address(text: str | None) -> str:
     """Comparable address string.
 
@@ -323,7 +332,8 @@ def normalize_address(text: str | None) -> str:
     s = fold_kanji(remove_separators(s)).casefold()
     s = s.translate(str.maketrans({ch: "-" for ch in DASHES if ch != "ー"}))
     s = re.sub(r"(?<=\d)ー(?=\d)", "-", s)
-    s = _KANJI_NUMBER.sub(lambda m: str(kanji_number(m.group(1)) if kanji_number(m.group(1)) is not None else m.group(1)), s)
+    s = _KANJI_CHOME.sub(_arabic, s)
+    s = _KANJI_BLOCK.sub(_arabic, s)
     s = re.sub(r"(\d+)丁目", r"\1-", s)
     s = re.sub(r"(\d+)番地?(?:の)?", r"\1-", s)
     s = re.sub(r"(\d+)号(?!室)", r"\1", s)

@@ -90,7 +90,7 @@ class Thresholds:
     """Score bands. ``auto_link`` and above (and passing the gate): certain; ``review``
     and above: probable (the review band); ``possible`` and above: possible."""
 
-    auto_link: float = 25.0
+    auto_link: float = 28.0
     review: float = 12.0
     possible: float = 4.0
 
