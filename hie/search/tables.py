@@ -51,7 +51,11 @@ search_string = Table(
     Column("value_norm", String(512), nullable=False),
     Column("value_exact", Text, nullable=False),
     Index("ix_search_string_pk", "resource_pk", "param"),
-    Index("ix_search_string_value", "res_type", "param", "value_norm"),
+    # varchar_pattern_ops: LIKE 'prefix%' uses the index whatever the database collation.
+    Index(
+        "ix_search_string_value", "res_type", "param", "value_norm",
+        postgresql_ops={"value_norm": "varchar_pattern_ops"},
+    ),
 )
 
 search_token = Table(
@@ -123,7 +127,10 @@ search_uri = Table(
     *_common(),
     Column("value", String(1024), nullable=False),
     Index("ix_search_uri_pk", "resource_pk", "param"),
-    Index("ix_search_uri_value", "res_type", "param", "value"),
+    Index(
+        "ix_search_uri_value", "res_type", "param", "value",
+        postgresql_ops={"value": "varchar_pattern_ops"},
+    ),
 )
 
 

@@ -1,0 +1,184 @@
+"""The search interaction: type-level, system-level and Patient-compartment search.
+
+Implements https://hl7.org/fhir/R4/http.html#search and https://hl7.org/fhir/R4/search.html
+(result parameters: ``_count``, ``_sort``, ``_include``/``_revinclude`` with
+``:iterate``, ``_summary``, ``_elements``, ``_total``; ``search.mode``; paging links;
+``Prefer: handling=strict|lenient``). Returns the ``searchset`` Bundle as a dict.
+
+Paging is offset-based over a total order (the requested sort keys, then
+``resource.pk``), so ``next``/``previous`` links are stable while the data does not
+change. Every SQL statement is built by :mod:`hie.search.query` with ``ctx.access``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from hie.errors import InvalidSearch
+from hie.interactions.result import Result
+from hie.search.query import Builder, Env, count_query, page_query, resolve_includes, split_params
+from hie.search.summary import apply_elements, apply_summary
+from hie.storage.tables import resource as R
+
+DEFAULT_COUNT = 50
+MAX_COUNT = 1000
+SUMMARY_VALUES = ("true", "text", "data", "count", "false")
+TOTAL_VALUES = ("none", "estimate", "accurate")
+
+
+def _one(control: dict[str, list[str]], name: str) -> str | None:
+    vals = control.get(name)
+    if not vals:
+        return None
+    if len(vals) > 1:
+        raise InvalidSearch(f"{name} may appear only once", expression=[name])
+    return vals[0]
+
+
+def search(
+    ctx: Any,
+    res_type: str | None,
+    params: list[tuple[str, str]],
+    *,
+    compartment: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """The searchset Bundle for ``params`` (already URL-decoded name/value pairs)."""
+    registry = ctx.registry
+    parsed = split_params(registry, res_type, params)
+    if parsed.ignored and ctx.prefer_strict:
+        name, reason = parsed.ignored[0]
+        raise InvalidSearch(reason, expression=[name])
+    control = parsed.control
+    for k in list(control):
+        if ":" in k and k.split(":", 1)[0] not in ("_include", "_revinclude"):
+            raise InvalidSearch(f"Unknown modifier on {k}", expression=[k])
+
+    count_s = _one(control, "_count")
+    try:
+        count = DEFAULT_COUNT if count_s is None else int(count_s)
+        offset = int(_one(control, "_offset") or 0)
+    except ValueError as exc:
+        raise InvalidSearch("_count and _offset take non-negative integers", expression=["_count"]) from exc
+    if count < 0 or offset < 0:
+        raise InvalidSearch("_count and _offset take non-negative integers", expression=["_count"])
+    count = min(count, MAX_COUNT)
+    summary = _one(control, "_summary")
+    if summary is not None and summary not in SUMMARY_VALUES:
+        raise InvalidSearch(f"_summary must be one of {', '.join(SUMMARY_VALUES)}", expression=["_summary"])
+    total_mode = _one(control, "_total") or "accurate"
+    if total_mode not in TOTAL_VALUES:
+        raise InvalidSearch(f"_total must be one of {', '.join(TOTAL_VALUES)}", expression=["_total"])
+    elements = [e.strip() for v in control.get("_elements", []) for e in v.split(",") if e.strip()]
+    sort = ",".join(control.get("_sort", [])) or None
+    for other in ("_contained", "_containedType"):
+        if other in control and control[other] != ["false"]:
+            raise InvalidSearch(f"{other} is not supported", expression=[other])
+    includes: list[tuple[str, bool, bool]] = []
+    for key, vals in control.items():
+        base, _, mod = key.partition(":")
+        if base in ("_include", "_revinclude"):
+            if mod not in ("", "iterate", "recurse"):
+                raise InvalidSearch(f"Unknown modifier on {key}", expression=[key])
+            includes.extend((v, base == "_revinclude", mod in ("iterate", "recurse")) for v in vals)
+
+    b = Builder(Env(registry, ctx.access, ctx.base_url))
+    conn = ctx.conn
+    if summary == "count":
+        count = 0
+    total: int | None = None
+    if total_mode != "none" or summary == "count":
+        total = conn.execute(count_query(b, res_type, parsed.criteria, compartment)).scalar_one()
+
+    rows: list[tuple[int, str, str]] = []
+    if count > 0:
+        pks = list(conn.execute(page_query(b, res_type, parsed.criteria, sort=sort, count=count + 1,
+                                           offset=offset, compartment=compartment)).scalars())
+        has_next = len(pks) > count
+        pks = pks[:count]
+    else:
+        pks, has_next = [], False
+    loaded = _load(conn, pks, ctx.access)
+    rows = [(pk, loaded[pk][0], loaded[pk][1]) for pk in pks if pk in loaded]
+    included = resolve_includes(conn, b, rows, includes) if includes and rows else []
+    inc_loaded = _load(conn, [r[0] for r in included], ctx.access)
+
+    base_path = f"{ctx.base_url}/{res_type}" if res_type else ctx.base_url
+    if compartment:
+        base_path = f"{ctx.base_url}/{compartment[0]}/{compartment[1]}/{res_type or '*'}"
+    used = [(n, v) for n, v in params if (n, v) not in _ignored_pairs(params, parsed)
+            and n not in ("_count", "_offset")]
+
+    def link(relation: str, off: int) -> dict[str, str]:
+        q = used + [("_count", str(count))] + ([("_offset", str(off))] if off else [])
+        return {"relation": relation, "url": f"{base_path}?{urlencode(q)}"}
+
+    links = [link("self", offset)]
+    if count > 0:
+        links.append(link("first", 0))
+        if offset > 0:
+            links.append(link("previous", max(0, offset - count)))
+        if has_next:
+            links.append(link("next", offset + count))
+        if total is not None and total > 0:
+            links.append(link("last", ((total - 1) // count) * count))
+
+    entries: list[dict[str, Any]] = []
+    for pk, t, rid in rows:
+        entries.append(_entry(ctx, t, rid, loaded[pk][2], "match", summary, elements))
+    for pk, t, rid in included:
+        if pk in inc_loaded:
+            entries.append(_entry(ctx, t, rid, inc_loaded[pk][2], "include", summary, elements))
+    if parsed.ignored:
+        entries.append({
+            "resource": {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "warning", "code": "not-supported",
+                           "diagnostics": f"{reason}; the parameter was ignored",
+                           "expression": [name]} for name, reason in parsed.ignored],
+            },
+            "search": {"mode": "outcome"},
+        })
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = links
+    bundle["entry"] = entries
+    return bundle
+
+
+def search_result(ctx: Any, res_type: str | None, params: list[tuple[str, str]], *,
+                  compartment: tuple[str, str] | None = None) -> Result:
+    """:func:`search` wrapped as an interaction :class:`Result` (200)."""
+    return Result(status=200, body=search(ctx, res_type, params, compartment=compartment))
+
+
+def _ignored_pairs(params: list[tuple[str, str]], parsed: Any) -> set[tuple[str, str]]:
+    names = {n for n, _ in parsed.ignored}
+    return {(n, v) for n, v in params if n in names}
+
+
+def _load(conn: Any, pks: list[int], access: Any) -> dict[int, tuple[str, str, bytes]]:
+    out: dict[int, tuple[str, str, bytes]] = {}
+    for i in range(0, len(pks), 900):
+        chunk = pks[i:i + 900]
+        q = (R.select().with_only_columns(R.c.pk, R.c.res_type, R.c.res_id, R.c.content)
+             .where(R.c.pk.in_(chunk), R.c.deleted.is_(False), access(R)))
+        for pk, t, rid, content in conn.execute(q):
+            out[pk] = (t, rid, content)
+    return out
+
+
+def _entry(ctx: Any, t: str, rid: str, content: bytes, mode: str, summary: str | None,
+           elements: list[str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"fullUrl": f"{ctx.base_url}/{t}/{rid}"}
+    res = orjson.loads(content)
+    if summary not in (None, "false"):
+        res = apply_summary(res, summary)
+    elif elements:
+        res = apply_elements(res, elements)
+    entry["resource"] = res
+    entry["search"] = {"mode": mode}
+    return entry
