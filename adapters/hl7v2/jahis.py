@@ -110,11 +110,14 @@ def decimal(value: str, location: str) -> float | int:
 
 # ---------------------------------------------------------------- codes
 
-def coding(code: str, display: str, tag: str, location: str, ctx: MapContext) -> dict | None:
+def coding(code: str, display: str, tag: str, location: str, ctx: MapContext,
+           overrides: dict[str, str] | None = None) -> dict | None:
     code, display, tag = code.strip(), display.strip(), tag.strip()
     if not code:
         return None
-    if tag == "MDCDX2":
+    if overrides and tag in overrides:
+        system = overrides[tag]
+    elif tag == "MDCDX2":
         system = cs.disease_system(code)
     else:
         system, known = cs.system_for_tag(tag, ctx.facility)
@@ -126,15 +129,20 @@ def coding(code: str, display: str, tag: str, location: str, ctx: MapContext) ->
     return c
 
 
-def codeable(seg: Segment, fieldno: int, ctx: MapContext, rep: int = 0) -> dict | None:
-    """CE/CWE (both triplets) -> CodeableConcept; None when the field is empty."""
+def codeable(seg: Segment, fieldno: int, ctx: MapContext, rep: int = 0,
+             overrides: dict[str, str] | None = None) -> dict | None:
+    """CE/CWE (both triplets) -> CodeableConcept; None when the field is empty.
+
+    ``overrides`` maps a tag to a system for this field only: JAHIS uses one tag
+    (``MR9P``) for several MERIT-9 tables (units, dosage forms, prescription
+    categories), so the field decides which table is meant."""
     c = seg.rep_components(fieldno, rep)
     if not c:
         return None
     c = c + [""] * (9 - len(c))
     loc = seg.loc(fieldno)
-    codings = [x for x in (coding(c[0], c[1], c[2], loc, ctx),
-                           coding(c[3], c[4], c[5], loc, ctx)) if x]
+    codings = [x for x in (coding(c[0], c[1], c[2], loc, ctx, overrides),
+                           coding(c[3], c[4], c[5], loc, ctx, overrides)) if x]
     text = c[8] or c[1] or c[4]
     if not codings and not text:
         return None

@@ -89,6 +89,11 @@ class MappingResult:
     resource_count: int
     warnings: list[str] = field(default_factory=list)
     sending: str = ""
+    #: For messages that do not own demographics (all but ADT): the Patient built from
+    #: this message's PID, to be created only if the node has no such patient yet
+    #: (the node enforces referential integrity; see adapters.feed).
+    patient_stub: dict[str, Any] | None = None
+    patient_id: str = ""
 
 
 def map_message(raw: bytes, *, facility: str, source: str, kind: str | None = None,
@@ -136,9 +141,30 @@ def map_parsed(msg: Message, *, facility: str, source: str, kind: str | None = N
     bundle = b.transaction(delete=delete)
     if not bundle["entry"]:
         raise MappingError("", f"{code}^{event} produced no resources")
+    stub = None
+    if not delete and not b.has(f"Patient/{b.patient_id}"):
+        stub = _patient_stub(msg, b, ctx)
     return MappingResult(bundle=bundle, control_id=msg.control_id, message_type=f"{code}^{event}",
                          patient_number=number, resource_count=len(b.resources()), warnings=ctx.warnings,
-                         sending=f"{msg.msh.get(3)}|{msg.msh.get(4)}")
+                         sending=f"{msg.msh.get(3)}|{msg.msh.get(4)}", patient_stub=stub,
+                         patient_id=b.patient_id)
+
+
+def _patient_stub(msg: Message, b: BundleBuilder, ctx: MapContext) -> dict[str, Any]:
+    from .bundle import _validate
+    from .mappers.common import patient_resource
+
+    try:
+        res = patient_resource(msg, b, MapContext(facility=ctx.facility, source=ctx.source, kind=ctx.kind,
+                                                  storage_patient_id=ctx.storage_patient_id, tz=ctx.tz))
+    except V2Error:
+        # The PID of this message is not good enough for demographics: identifier only.
+        res = {"resourceType": "Patient", "id": b.patient_id,
+               "identifier": [{"system": b.patient_ref()["identifier"]["system"], "value": b.patient_number}],
+               "managingOrganization": dict(b.org_ref)}
+    b._decorate(res)  # noqa: SLF001 - same package
+    _validate(res, "PID")
+    return res
 
 
 __all__ = ["map_message", "map_parsed", "MappingResult", "V2Error", "SSMIX2_KINDS"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import codesystems as cs
 from .. import jahis
 from ..bundle import BundleBuilder
 from ..errors import MappingError, TABLE_VALUE_NOT_FOUND
@@ -101,7 +102,7 @@ def map_rde(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
         res["identifier"] = identifiers
         res["status"] = _order_status(orc)
         res["intent"] = "order"
-        category = [cc for cc in (jahis.codeable(rxe, 21, ctx, rep=i) for i in range(len(rxe.reps(21)))) if cc]
+        category = [cc for cc in (jahis.codeable(rxe, 21, ctx, rep=i, overrides={"MR9P": cs.MERIT9_CATEGORY}) for i in range(len(rxe.reps(21)))) if cc]
         if category:
             res["category"] = category
         if is_injection:
@@ -121,7 +122,7 @@ def map_rde(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
                     q = jahis.quantity(jahis.decimal(amount, rxc.loc(3)), rxc.rep_components(4), rxc.loc(4), ctx)
                     ing["strength"] = {"numerator": q, "denominator": {"value": 1}}
                 ingredients.append(ing)
-            form = jahis.codeable(rxe, 6, ctx)
+            form = jahis.codeable(rxe, 6, ctx, overrides={"MR9P": cs.MERIT9_FORM})
             med = {"resourceType": "Medication", "id": contained_id, "ingredient": ingredients}
             if form:
                 med["form"] = form

@@ -1,0 +1,178 @@
+"""Submitting mapped HL7 v2 / SS-MIX2 messages to the node, and the dead-letter store.
+
+Everything goes through the node's public ingest API (``hie.ingest``): transactions
+run as the system principal; a message that cannot be mapped or ingested is stored
+with its raw bytes and the error (``record_failure``) and can be replayed after a fix
+(ARCHITECTURE.md, "Ingest": nothing is dropped silently).
+
+Two things the mapping alone cannot decide, because they depend on what the node
+already holds, are settled here:
+
+* the sending facility's Organization: referenced as ``Organization/<id>``; if the
+  node knows the facility under its institution code (``MedicalOrganizationID``)
+  with another id, references are pointed there, otherwise a minimal Organization
+  ``Organization/<facility_org_id(code)>`` is created once;
+* the patient for messages that do not own demographics (labs, orders, ...): the
+  node enforces referential integrity, so if the facility patient does not exist
+  yet it is created from the message's PID; an existing patient is never
+  overwritten by such a message (only ADT messages update demographics).
+
+Failure ``source`` strings are ``<channel>:<facility>:<where>`` so a replay knows how
+to map the payload again: ``ssmix2:1312345670:/abs/path/file``, ``mllp:1312345670:<MSH-10>``.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adapters.hl7v2.errors import V2Error
+from adapters.hl7v2.ids import MEDICAL_ORGANIZATION_ID, facility_org_id
+from adapters.hl7v2.mapping import MappingResult, map_message
+
+JP_ORG = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_Organization"
+
+
+class IngestRejected(Exception):
+    """The node refused the transaction (validation, reference, conflict)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+@dataclass
+class Feed:
+    """Submits mapped messages for one node; caches facility and patient existence."""
+
+    node: Any
+    facility_names: dict[str, str] = field(default_factory=dict)
+    _orgs: dict[str, str] = field(default_factory=dict)
+    _patients: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ------------------------------------------------------------ node access
+    def _run(self, bundle: dict[str, Any], source: str) -> dict[str, Any]:
+        from hie.errors import FhirError
+        from hie.ingest import error_text, ingest_bundle
+
+        try:
+            return ingest_bundle(self.node, bundle, source=source)
+        except FhirError as err:
+            raise IngestRejected(error_text(err)) from None
+
+    def _search(self, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Read-only search as the system principal, through the same interaction the
+        REST API uses (a batch GET would do the same; see the report to the lead)."""
+        from hie.interactions import search as search_mod
+        from hie.principal import SYSTEM
+
+        with self.node.context(SYSTEM, write=False) as ctx:
+            body = search_mod.search(ctx, rtype, params)
+        return [e["resource"] for e in body.get("entry") or ()
+                if e.get("resource", {}).get("resourceType") == rtype]
+
+    def facility_org(self, code: str) -> str:
+        """The Organization id of a facility, creating it if the node has none."""
+        if code in self._orgs:
+            return self._orgs[code]
+        matches = [r["id"] for r in self._search("Organization", [("identifier", f"{MEDICAL_ORGANIZATION_ID}|{code}")])]
+        if len(matches) > 1:
+            raise IngestRejected(f"{len(matches)} Organizations carry institution code {code}")
+        org_id = matches[0] if matches else None
+        if org_id is None:
+            org_id = facility_org_id(code)
+            org = {"resourceType": "Organization", "id": org_id, "meta": {"profile": [JP_ORG]},
+                   "identifier": [{"system": MEDICAL_ORGANIZATION_ID, "value": code}], "active": True,
+                   "name": self.facility_names.get(code) or f"medical institution {code}"}
+            self._run({"resourceType": "Bundle", "type": "transaction",
+                       "entry": [{"resource": org, "request": {"method": "PUT", "url": f"Organization/{org_id}"}}]},
+                      source=f"adapters:facility:{code}")
+        self._orgs[code] = org_id
+        return org_id
+
+    # ------------------------------------------------------------ submit
+    def submit(self, result: MappingResult, *, facility: str, source: str) -> dict[str, Any]:
+        """Ingest one mapped message; returns the transaction-response Bundle."""
+        with self._lock:
+            bundle = result.bundle
+            org_id = self.facility_org(facility)
+            default_org = facility_org_id(facility)
+            stub = result.patient_stub
+            if org_id != default_org:
+                bundle = _retarget(copy.deepcopy(bundle), f"Organization/{default_org}", f"Organization/{org_id}")
+                stub = _retarget(copy.deepcopy(stub), f"Organization/{default_org}", f"Organization/{org_id}") if stub else None
+            if stub is not None and result.patient_id not in self._patients:
+                if not self._search("Patient", [("_id", result.patient_id)]):
+                    bundle = dict(bundle)
+                    bundle["entry"] = [{"resource": stub, "request": {"method": "PUT",
+                                                                      "url": f"Patient/{result.patient_id}"}}] + list(bundle["entry"])
+            resp = self._run(bundle, source=source)
+            if result.patient_id:
+                self._patients.add(result.patient_id)
+            return resp
+
+    def forget_patient(self, patient_id: str) -> None:
+        self._patients.discard(patient_id)
+
+
+def _retarget(node: Any, old: str, new: str) -> Any:
+    if isinstance(node, dict):
+        return {k: (new if k == "reference" and v == old else _retarget(v, old, new)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_retarget(v, old, new) for v in node]
+    return node
+
+
+# ---------------------------------------------------------------- dead letters
+
+def failure_source(channel: str, facility: str, where: str) -> str:
+    return f"{channel}:{facility}:{where}"
+
+
+def parse_failure_source(source: str) -> tuple[str, str, str]:
+    channel, facility, where = source.split(":", 2)
+    return channel, facility, where
+
+
+def record(node: Any, *, channel: str, facility: str, where: str, payload: bytes, error: str) -> int:
+    from hie.ingest import record_failure
+
+    return record_failure(node, channel=channel, source=failure_source(channel, facility, where),
+                          payload=payload, error=error)
+
+
+def describe(err: Exception) -> str:
+    if isinstance(err, V2Error):
+        return f"{err.location}: {err.reason}" if err.location else err.reason
+    if isinstance(err, IngestRejected):
+        return f"node rejected the transaction: {err.text}"
+    return f"{type(err).__name__}: {err}"
+
+
+def replay_one(node: Any, feed: Feed, failure: Any) -> tuple[bool, str]:
+    """Map and ingest a stored failure again. Returns (ok, error text)."""
+    from hie.ingest import mark_replayed
+
+    try:
+        channel, facility, where = parse_failure_source(failure.source)
+        if channel == "ssmix2":
+            from adapters.ssmix2.importer import map_storage_bytes
+
+            result = map_storage_bytes(bytes(failure.payload), Path(where), facility)
+            meta_source = where
+        elif channel == "mllp":
+            result = map_message(bytes(failure.payload), facility=facility, source=f"mllp:{where}")
+            meta_source = f"mllp:{where}"
+        else:
+            raise ValueError(f"unknown channel {channel!r}")
+        feed.submit(result, facility=facility, source=meta_source)
+    except Exception as err:  # noqa: BLE001 - every failure is recorded, none is raised
+        text = describe(err)
+        mark_replayed(node, failure.pk, ok=False, error=text)
+        return False, text
+    mark_replayed(node, failure.pk, ok=True)
+    return True, ""
