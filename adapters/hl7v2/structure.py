@@ -59,6 +59,11 @@ def check_structure(msg: Message, structure: str) -> None:
     text = " ".join(ids) + " "
     if grammar.fullmatch(text):
         return
+    known = set(re.findall(r"[A-Z][A-Z0-9]{2}", grammar.pattern))
+    for n, sid in enumerate(ids):
+        if sid not in known:
+            raise ParseError(f"{sid} (segment {n + 1})",
+                             f"segment {sid} is not part of message structure {structure}")
     # Name the segment after the longest prefix that is itself a complete message.
     good = 0
     for n in range(len(ids) - 1, 0, -1):

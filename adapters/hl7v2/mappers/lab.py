@@ -118,8 +118,11 @@ def map_oml(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
                 cc = jahis.codeable(obx, 3, ctx)
                 if cc:
                     items.append(cc)
-            service_request(orc, seg, b, ctx, status="active", key_extra=(seg.get(4, 1), seg.get(1)),
-                            order_details=items, specimens=[current_spec] if current_spec else None)
+            # Same key as the result message (order number + OBR-4), so the order and
+            # its result update one ServiceRequest.
+            service_request(orc, seg, b, ctx, status="active", key_extra=(seg.get(4, 1),),
+                            order_details=items, specimens=[current_spec] if current_spec else None,
+                            replace=True)
 
 
 def _report(obr: Segment, orc: Segment | None, obxs: list[Segment], spec: dict | None, b: BundleBuilder,

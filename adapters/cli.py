@@ -1,0 +1,184 @@
+"""Typer sub-apps of the ``hie`` command for the HL7 v2 / SS-MIX2 adapters.
+
+Registered by ``hie/cli.py``: ``import_app`` (``hie import ssmix2``), ``listen_app``
+(``hie listen mllp``), ``ingest_app`` (``hie ingest failures`` / ``hie ingest replay``).
+Behaviour as the project issue "Hospital feeds: SS-MIX2 standardized storage and
+HL7 v2 over MLLP into JP Core FHIR" describes; see docs/integrator-hl7v2.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console(stderr=True)
+import_app = typer.Typer(help="Import data from files (SS-MIX2 standardized storage).", no_args_is_help=True)
+listen_app = typer.Typer(help="Receive data over the network (HL7 v2 MLLP).", no_args_is_help=True)
+ingest_app = typer.Typer(help="Dead-letter store of the feeds: list and replay failures.", no_args_is_help=True)
+
+_DB = typer.Option(None, envvar="HIE_DATABASE_URL", help="Database URL (default: the node's configuration).")
+
+
+def _node(database_url: Optional[str]):  # noqa: ANN202
+    from hie.app import Node
+
+    node = Node.open(database_url)
+    node.upgrade()
+    return node
+
+
+def _print_report(report, show_all: bool) -> None:  # noqa: ANN001
+    table = Table(title=f"SS-MIX2 import of {report.root} (facility {report.facility})")
+    for col in ("status", "kind", "resources", "file", "reason / warnings"):
+        table.add_column(col, overflow="fold")
+    for f in report.files:
+        if not show_all and f.status == "unchanged":
+            continue
+        note = f.reason or "; ".join(f.warnings)
+        style = {"rejected": "red", "mapped": "green", "deleted": "yellow"}.get(f.status)
+        table.add_row(f"[{style}]{f.status}[/]" if style else f.status, f.kind, str(f.resources or ""),
+                      f.path, note)
+    console.print(table)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts().items()))
+    n = sum(1 for f in report.files if f.status in ("mapped", "deleted"))
+    rate = n / report.seconds if report.seconds else 0
+    console.print(f"[bold]{len(report.files)} files[/]: {counts} in {report.seconds:.1f}s ({rate:.0f} messages/s)")
+
+
+@import_app.command("ssmix2")
+def import_ssmix2(
+    root: Path = typer.Argument(..., exists=True, file_okay=False, help="SS-MIX2 storage root."),
+    facility: str = typer.Option(..., "--facility", help="10-digit medical-institution code of the hospital."),
+    facility_name: Optional[str] = typer.Option(None, help="Name for the facility Organization if it is new."),
+    state: Optional[Path] = typer.Option(None, help="State file (resume / idempotence)."),
+    watch: bool = typer.Option(False, "--watch", help="Keep polling for new files."),
+    interval: float = typer.Option(5.0, help="Watch polling interval, seconds."),
+    strict_patient_id: bool = typer.Option(False, help="Reject files whose PID-3 differs from the storage patient id."),
+    report_json: Optional[Path] = typer.Option(None, "--report", help="Write the per-file report as JSON."),
+    show_all: bool = typer.Option(False, "--all", help="List unchanged files too."),
+    database_url: Optional[str] = _DB,
+) -> None:
+    """Import an SS-MIX2 standardized-storage tree (date order, resumable, idempotent)."""
+    from adapters.feed import Feed
+    from adapters.hl7v2.errors import V2Error
+    from adapters.hl7v2.ids import check_facility
+    from adapters.ssmix2.importer import import_tree
+
+    try:
+        check_facility(facility)
+    except V2Error as err:
+        raise typer.BadParameter(err.reason, param_hint="--facility") from None
+    node = _node(database_url)
+    feed = Feed(node, facility_names={facility: facility_name} if facility_name else {})
+    try:
+        while True:
+            with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console, transient=True) as progress:
+                task = progress.add_task("SS-MIX2", total=None)
+
+                def cb(done: int, total: int, rel: str) -> None:
+                    progress.update(task, total=total, completed=done, description=rel[-48:])
+
+                report = import_tree(node, root, facility, state_path=state, feed=feed, progress=cb,
+                                     strict_patient_id=strict_patient_id, settle_seconds=2.0 if watch else 0.0)
+            if not watch or any(f.status != "unchanged" for f in report.files):
+                _print_report(report, show_all)
+            if report_json:
+                report_json.write_text(json.dumps(report.to_json(), ensure_ascii=False, indent=1), "utf-8")
+            if not watch:
+                break
+            import time
+
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        console.print("Stopped; the state file keeps the progress (re-run to resume).")
+    finally:
+        node.close()
+
+
+@listen_app.command("mllp")
+def listen_mllp(
+    port: int = typer.Option(2575, "--port", help="TCP port."),
+    host: str = typer.Option("0.0.0.0", help="Address to bind."),
+    facility: str = typer.Option(..., "--facility", help="Default 10-digit institution code of senders."),
+    facility_map: Optional[Path] = typer.Option(None, help="JSON {\"APP|FACILITY\" or \"FACILITY\": code}."),
+    default_charset: str = typer.Option("ascii", help="Codec for messages without MSH-18."),
+    database_url: Optional[str] = _DB,
+) -> None:
+    """Receive HL7 v2 messages over MLLP and answer each with an ACK."""
+    from adapters.hl7v2.ids import check_facility
+    from adapters.mllp.server import Processor, serve
+
+    check_facility(facility)
+    logging.basicConfig(level=logging.INFO)
+    node = _node(database_url)
+    mapping = json.loads(facility_map.read_text("utf-8")) if facility_map else {}
+    proc = Processor(node, facility, facility_map=mapping, default_charset=default_charset)
+    console.print(f"MLLP listener on {host}:{port} (facility {facility}); Ctrl-C to stop.")
+    try:
+        asyncio.run(serve(proc, host, port))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        s = proc.stats
+        console.print(f"received {s.received}, accepted {s.accepted}, AE {s.errors}, AR {s.rejected}, "
+                      f"duplicates {s.duplicates}, junk bytes {s.junk_bytes}")
+        node.close()
+
+
+@ingest_app.command("failures")
+def ingest_failures(
+    channel: Optional[str] = typer.Option(None, help="ssmix2 or mllp."),
+    status: str = typer.Option("failed", help="failed, replayed or all."),
+    database_url: Optional[str] = _DB,
+) -> None:
+    """List messages and files that could not be ingested."""
+    from hie.ingest import list_failures
+
+    node = _node(database_url)
+    try:
+        rows = list_failures(node, status=None if status == "all" else status, channel=channel)
+        table = Table(title=f"Ingest failures ({len(rows)})")
+        for col in ("id", "channel", "status", "attempts", "source", "error"):
+            table.add_column(col, overflow="fold")
+        for f in rows:
+            table.add_row(str(f.pk), f.channel, f.status, str(f.attempts), f.source, f.error)
+        Console().print(table)
+    finally:
+        node.close()
+
+
+@ingest_app.command("replay")
+def ingest_replay(
+    ids: list[int] = typer.Argument(None, help="Failure ids (default: all failed)."),
+    channel: Optional[str] = typer.Option(None, help="Only this channel."),
+    database_url: Optional[str] = _DB,
+) -> None:
+    """Map and ingest stored failures again (after a fix)."""
+    from adapters.feed import Feed, replay_one
+    from hie.ingest import get_failure, list_failures
+
+    node = _node(database_url)
+    try:
+        rows = [get_failure(node, i) for i in ids] if ids else list_failures(node, status="failed", channel=channel)
+        feed = Feed(node)
+        ok = 0
+        for f in rows:
+            if f is None:
+                continue
+            done, err = replay_one(node, feed, f)
+            ok += done
+            console.print(f"{f.pk} {f.source}: " + ("[green]ingested[/]" if done else f"[red]failed[/] {err}"))
+        console.print(f"{ok} of {len([r for r in rows if r])} replayed.")
+        if ok < len([r for r in rows if r]):
+            raise typer.Exit(1)
+    finally:
+        node.close()
