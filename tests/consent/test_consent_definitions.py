@@ -131,3 +131,28 @@ def test_profile_invariant_and_parser_both_refuse(key, edit):
     assert evaluate(res, INVARIANTS[key]) == [False]
     with pytest.raises(ConsentError):
         parse_consent(res)
+
+
+def _doc_examples() -> list:
+    import re
+    from pathlib import Path
+
+    from consent.published import DEFINITIONS_DIR
+    doc = (DEFINITIONS_DIR.parents[1] / "docs" / "consent-profile.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)\n```", doc, re.S)
+    assert Path(DEFINITIONS_DIR).exists()
+    return [pytest.param(block, id=f"doc-example-{i}") for i, block in enumerate(blocks)]
+
+
+@pytest.mark.parametrize("block", _doc_examples())
+def test_documented_examples_follow_the_profile(block):
+    import json
+    res = json.loads(block)
+    parsed = parse_consent(res)
+    assert parsed.is_active
+    for key, expression in INVARIANTS.items():
+        assert evaluate(res, expression) == [True], key
+
+
+def test_doc_has_an_example_for_each_pattern():
+    assert len(_doc_examples()) == 5
