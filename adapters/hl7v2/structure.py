@@ -60,16 +60,17 @@ def check_structure(msg: Message, structure: str) -> None:
     if grammar.fullmatch(text):
         return
     known = set(re.findall(r"[A-Z][A-Z0-9]{2}", grammar.pattern))
-    for n, sid in enumerate(ids):
-        if sid not in known:
-            raise ParseError(f"{sid} (segment {n + 1})",
-                             f"segment {sid} is not part of message structure {structure}")
-    # Name the segment after the longest prefix that is itself a complete message.
+    first_unknown = next((n for n, sid in enumerate(ids) if sid not in known), None)
+    # The segment after the longest prefix that is itself a complete message.
     good = 0
     for n in range(len(ids) - 1, 0, -1):
         if grammar.fullmatch(" ".join(ids[:n]) + " "):
             good = n
             break
+    if first_unknown is not None and (good == 0 or first_unknown < good):
+        sid = ids[first_unknown]
+        raise ParseError(f"{sid} (segment {first_unknown + 1})",
+                         f"segment {sid} is not part of message structure {structure}")
     where = ids[good] if good < len(ids) else ids[-1]
     after = " ".join(ids[max(0, good - 3):good])
     raise ParseError(f"{where} (segment {good + 1})",
