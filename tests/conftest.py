@@ -21,19 +21,7 @@ from hie.app import Node
 from hie.config import Settings
 from hie.storage.schema import metadata
 
-REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("HIE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-def corpus_dir() -> Path:
-    return Path(os.environ.get("HIE_CORPUS", REPO.parent / "shared" / "data")).resolve()
-
-
-def require_corpus(*parts: str) -> Path:
-    path = corpus_dir().joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"external corpus not found at {path} (set HIE_CORPUS to the shared data folder)")
-    return path
 
 
 class PgServer:

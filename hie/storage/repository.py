@@ -11,7 +11,7 @@ inserted with multi-row INSERT ... RETURNING, each update is a version-checked U
 (optimistic locking, so concurrent ``If-Match`` updates give one success and one
 412), every version is appended to ``resource_version``, and the search indexes are
 rewritten in the same transaction. An update whose content equals the current
-version (ignoring ``meta.versionId``/``meta.lastUpdated``) is a no-op and does not
+version (ignoring ``meta.versionId``, ``meta.lastUpdated`` and ``meta.source``) is a no-op and does not
 create a version, which is what makes re-loading the same data idempotent.
 
 Spec: https://hl7.org/fhir/R4/http.html (read, vread, update, delete, history)
@@ -92,7 +92,9 @@ def _strip_volatile(res: dict[str, Any]) -> dict[str, Any]:
     out = dict(res)
     meta = out.get("meta")
     if isinstance(meta, dict):
-        meta = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+        # meta.source names the feed a copy came from; the same content arriving from
+        # another file is still the same content (no new version).
+        meta = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated", "source")}
         if meta:
             out["meta"] = meta
         else:
