@@ -51,7 +51,7 @@ class Feed:
     node: Any
     facility_names: dict[str, str] = field(default_factory=dict)
     _orgs: dict[str, str] = field(default_factory=dict)
-    _patients: set[str] = field(default_factory=set)
+    _known: set[str] = field(default_factory=set)  # "Type/id" known to exist
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------ node access
@@ -101,22 +101,32 @@ class Feed:
             bundle = result.bundle
             org_id = self.facility_org(facility)
             default_org = facility_org_id(facility)
-            stub = result.patient_stub
+            extra = result.if_absent
             if org_id != default_org:
-                bundle = _retarget(copy.deepcopy(bundle), f"Organization/{default_org}", f"Organization/{org_id}")
-                stub = _retarget(copy.deepcopy(stub), f"Organization/{default_org}", f"Organization/{org_id}") if stub else None
-            if stub is not None and result.patient_id not in self._patients:
-                if not self._search("Patient", [("_id", result.patient_id)]):
-                    bundle = dict(bundle)
-                    bundle["entry"] = [{"resource": stub, "request": {"method": "PUT",
-                                                                      "url": f"Patient/{result.patient_id}"}}] + list(bundle["entry"])
+                old, new = f"Organization/{default_org}", f"Organization/{org_id}"
+                bundle = _retarget(copy.deepcopy(bundle), old, new)
+                extra = {k: _retarget(copy.deepcopy(v), old, new) for k, v in extra.items()}
+            missing = []
+            for key, res in extra.items():
+                if key in self._known:
+                    continue
+                rtype, rid = key.split("/", 1)
+                if self._search(rtype, [("_id", rid)]):
+                    self._known.add(key)
+                else:
+                    missing.append({"resource": res, "request": {"method": "PUT", "url": key}})
+            if missing:
+                bundle = dict(bundle)
+                bundle["entry"] = missing + list(bundle["entry"])
             resp = self._run(bundle, source=source)
-            if result.patient_id:
-                self._patients.add(result.patient_id)
+            self._known.update(e["request"]["url"] for e in missing)
+            for e in bundle["entry"]:
+                if e["request"]["method"] == "DELETE":
+                    self._known.discard(e["request"]["url"])
             return resp
 
-    def forget_patient(self, patient_id: str) -> None:
-        self._patients.discard(patient_id)
+    def forget(self, key: str) -> None:
+        self._known.discard(key)
 
 
 def _retarget(node: Any, old: str, new: str) -> Any:

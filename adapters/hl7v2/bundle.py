@@ -54,6 +54,9 @@ class BundleBuilder:
         self.org_ref = {"reference": f"Organization/{facility_org_id(facility)}"}
         self._entries: list[dict[str, Any]] = []
         self._index: dict[str, int] = {}
+        #: Resources to create only when the node does not have them yet (see
+        #: :meth:`put_if_absent`), keyed by "Type/id".
+        self.if_absent: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------ references
     def patient_ref(self) -> dict[str, Any]:
@@ -87,8 +90,20 @@ class BundleBuilder:
             self._entries.append(entry)
         return {"reference": key}
 
+    def put_if_absent(self, resource: dict[str, Any], origin: str) -> dict[str, str]:
+        """A resource this message may create but must not overwrite: the patient in a
+        message that does not own demographics, the order in a result message. The
+        node enforces referential integrity, so the feed creates it when missing."""
+        key = f"{resource['resourceType']}/{resource['id']}"
+        if key in self._index:
+            return {"reference": key}
+        self._decorate(resource)
+        _validate(resource, origin)
+        self.if_absent[key] = resource
+        return {"reference": key}
+
     def has(self, key: str) -> bool:
-        return key in self._index
+        return key in self._index or key in self.if_absent
 
     def _decorate(self, resource: dict[str, Any]) -> None:
         meta = resource.setdefault("meta", {})

@@ -89,10 +89,10 @@ class MappingResult:
     resource_count: int
     warnings: list[str] = field(default_factory=list)
     sending: str = ""
-    #: For messages that do not own demographics (all but ADT): the Patient built from
-    #: this message's PID, to be created only if the node has no such patient yet
-    #: (the node enforces referential integrity; see adapters.feed).
-    patient_stub: dict[str, Any] | None = None
+    #: Resources to create only if the node lacks them ("Type/id" -> resource): the
+    #: Patient from the PID of a message that does not own demographics, the order
+    #: (ServiceRequest) of a result message. See adapters.feed.
+    if_absent: dict[str, dict[str, Any]] = field(default_factory=dict)
     patient_id: str = ""
 
 
@@ -141,13 +141,12 @@ def map_parsed(msg: Message, *, facility: str, source: str, kind: str | None = N
     bundle = b.transaction(delete=delete)
     if not bundle["entry"]:
         raise MappingError("", f"{code}^{event} produced no resources")
-    stub = None
     if not delete and not b.has(f"Patient/{b.patient_id}"):
-        stub = _patient_stub(msg, b, ctx)
+        b.if_absent[f"Patient/{b.patient_id}"] = _patient_stub(msg, b, ctx)
     return MappingResult(bundle=bundle, control_id=msg.control_id, message_type=f"{code}^{event}",
                          patient_number=number, resource_count=len(b.resources()), warnings=ctx.warnings,
-                         sending=f"{msg.msh.get(3)}|{msg.msh.get(4)}", patient_stub=stub,
-                         patient_id=b.patient_id)
+                         sending=f"{msg.msh.get(3)}|{msg.msh.get(4)}",
+                         if_absent={} if delete else dict(b.if_absent), patient_id=b.patient_id)
 
 
 def _patient_stub(msg: Message, b: BundleBuilder, ctx: MapContext) -> dict[str, Any]:

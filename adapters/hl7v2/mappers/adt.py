@@ -56,10 +56,16 @@ def map_adt(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
     if event in DEMOGRAPHIC_EVENTS:
         _demographics(msg, b, ctx)
     elif event == "A60":
-        common.put_patient(msg, b, ctx)
+        if ctx.kind is None:
+            common.put_patient(msg, b, ctx)
         _iam_allergies(msg, b, ctx)
     elif event in ENCOUNTER_EVENTS:
-        common.put_patient(msg, b, ctx)
+        # In SS-MIX2 the demographics record is ADT-00; the PID of an encounter event
+        # is a copy that may be older (the sample's ADT-52 even has another birth
+        # date), so it only creates a missing patient. Outside SS-MIX2 every ADT
+        # message carries current demographics (HL7 v2.5 chapter 3).
+        if ctx.kind is None:
+            common.put_patient(msg, b, ctx)
         _encounter(msg, b, ctx, event)
         _al1_allergies(msg, b, ctx)
     else:

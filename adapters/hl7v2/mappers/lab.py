@@ -60,7 +60,8 @@ def specimen(spm: Segment, b: BundleBuilder, ctx: MapContext, order_no: str) -> 
 def service_request(orc: Segment, obr: Segment | None, b: BundleBuilder, ctx: MapContext, *,
                     status: str, key_extra: tuple[str, ...] = (), order_details: list[dict] | None = None,
                     specimens: list[dict] | None = None, replace: bool = False,
-                    category: list[dict] | None = None, profile: str = JP_SR) -> dict[str, str]:
+                    category: list[dict] | None = None, profile: str = JP_SR,
+                    if_absent: bool = False) -> dict[str, str]:
     order_no = orc.get(2) or (obr.get(2) if obr is not None else "")
     if not order_no:
         raise MappingError("ORC-2", "placer order number is empty")
@@ -92,7 +93,10 @@ def service_request(orc: Segment, obr: Segment | None, b: BundleBuilder, ctx: Ma
         res["requester"] = requester
     if specimens:
         res["specimen"] = specimens
-    return b.put(res, obr.loc() if obr is not None else orc.loc(), replace=replace)
+    origin = obr.loc() if obr is not None else orc.loc()
+    if if_absent:
+        return b.put_if_absent(res, origin)
+    return b.put(res, origin, replace=replace)
 
 
 def map_oml(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
@@ -204,8 +208,10 @@ def map_oul(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
             obxs = [s for s in group if s.sid == "OBX"]
             sr = None
             if orc is not None:
+                # The order belongs to the order message (OML-01); a result only
+                # creates it when the node has never seen the order.
                 sr = service_request(orc, seg, b, ctx, status="completed", key_extra=(seg.get(4, 1),),
-                                     specimens=[spec] if spec else None, replace=True)
+                                     specimens=[spec] if spec else None, if_absent=True)
             _report(seg, orc, obxs, spec, b, ctx, lab=True, sr_ref=sr)
 
 
