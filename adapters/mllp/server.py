@@ -202,6 +202,9 @@ async def serve(processor: Processor, host: str = "127.0.0.1", port: int = 2575,
                 except OverflowError as err:
                     log.warning("MLLP %s: %s; closing", peer, err)
                     break
+                finally:
+                    processor.stats.junk_bytes += frames.junk
+                    frames.junk = 0
                 for message in messages:
                     if not message.strip():
                         continue
