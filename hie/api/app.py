@@ -188,6 +188,36 @@ def create_app(node: Any, *, authenticate: Callable[[Request], Principal] | None
 
         return lambda ctx: search_mod.search(ctx, res_type, params, compartment=compartment)
 
+    async def invoke(request: Request, name: str, level: str, res_type: str | None, res_id: str | None) -> Response:
+        from hie.interactions import operations as ops
+
+        op = ops.find(name, level, res_type)
+        ops.check_method(op, request.method)
+        body = None
+        if request.method == "POST":
+            raw = await request.body()
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if raw and ctype == "application/x-www-form-urlencoded":
+                extra = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+                call_params = params_of(request) + extra
+            else:
+                call_params = params_of(request)
+                if raw:
+                    if ctype and ctype not in JSON_TYPES:
+                        raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported for ${name}")
+                    body = loads(raw)
+        else:
+            call_params = params_of(request)
+        call = ops.OperationCall(name, level, res_type, res_id, call_params, body, request.method)
+        return await run(request, lambda ctx: op.fn(ctx, call), write=op.write)
+
+    @app.api_route("/fhir/{res_type}/{res_id}/{op_name}", methods=["POST"], include_in_schema=False)
+    async def instance_operation_post(res_type: str, res_id: str, op_name: str, request: Request) -> Response:
+        if not op_name.startswith("$"):
+            raise MethodNotAllowed(f"POST is not allowed on {request.url.path}")
+        check_type(res_type)
+        return await invoke(request, op_name[1:], "instance", res_type, res_id)
+
     # -- system level ------------------------------------------------------------------
 
     @app.get("/", include_in_schema=False)
@@ -236,11 +266,15 @@ def create_app(node: Any, *, authenticate: Callable[[Request], Principal] | None
 
     @app.get("/fhir/{res_type}")
     async def type_search(res_type: str, request: Request) -> Response:
+        if res_type.startswith("$"):
+            return await invoke(request, res_type[1:], "system", None, None)
         check_type(res_type)
         return await run(request, search_fn(res_type, params_of(request)), write=False)
 
     @app.post("/fhir/{res_type}")
     async def create(res_type: str, request: Request) -> Response:
+        if res_type.startswith("$"):
+            return await invoke(request, res_type[1:], "system", None, None)
         check_type(res_type)
         body = await _body(request)
         ine = request.headers.get("if-none-exist")
@@ -289,6 +323,8 @@ def create_app(node: Any, *, authenticate: Callable[[Request], Principal] | None
     @app.get("/fhir/{res_type}/{res_id}/{comp_type}")
     async def compartment_search(res_type: str, res_id: str, comp_type: str, request: Request) -> Response:
         check_type(res_type)
+        if comp_type.startswith("$"):
+            return await invoke(request, comp_type[1:], "instance", res_type, res_id)
         if res_type != "Patient":
             raise NotFound(f"Compartment search is supported for Patient, not {res_type}")
         if comp_type == "*":
@@ -299,6 +335,8 @@ def create_app(node: Any, *, authenticate: Callable[[Request], Principal] | None
     @app.get("/fhir/{res_type}/{res_id}")
     async def read(res_type: str, res_id: str, request: Request) -> Response:
         check_type(res_type)
+        if res_id.startswith("$"):
+            return await invoke(request, res_id[1:], "type", res_type, None)
         inm = request.headers.get("if-none-match")
         ims_raw = request.headers.get("if-modified-since")
         ims = None
@@ -311,6 +349,13 @@ def create_app(node: Any, *, authenticate: Callable[[Request], Principal] | None
                 ims = None
         return await run(request, lambda ctx: crud.read(ctx, res_type, res_id, if_none_match=inm, if_modified_since=ims),
                    write=False)
+
+    @app.post("/fhir/{res_type}/{res_id}", include_in_schema=False)
+    async def type_operation_post(res_type: str, res_id: str, request: Request) -> Response:
+        check_type(res_type)
+        if not res_id.startswith("$"):
+            raise MethodNotAllowed(f"POST is not allowed on {request.url.path}; use PUT to update")
+        return await invoke(request, res_id[1:], "type", res_type, None)
 
     @app.put("/fhir/{res_type}/{res_id}")
     async def update(res_type: str, res_id: str, request: Request) -> Response:

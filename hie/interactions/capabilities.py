@@ -23,7 +23,14 @@ TYPE_INTERACTIONS = (
 SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system", "search-system")
 
 
+def _op_entry(op) -> dict[str, Any]:  # noqa: ANN001
+    return {"name": op.name, "definition": op.definition or f"http://hie.example.jp/fhir/OperationDefinition/{op.name}"}
+
+
 def capabilities(ctx: Context) -> Result:
+    from hie.interactions.operations import all_operations
+
+    ops = all_operations()
     registry = ctx.registry
     resources: list[dict[str, Any]] = []
     for rtype in SUPPORTED_TYPES:
@@ -48,6 +55,9 @@ def capabilities(ctx: Context) -> Result:
                 entry["searchInclude"] = registry.include_values(rtype)
             if hasattr(registry, "revinclude_values"):
                 entry["searchRevInclude"] = registry.revinclude_values(rtype)
+        type_ops = [_op_entry(op) for op in ops if op.level != "system" and (op.types is None or rtype in op.types)]
+        if type_ops:
+            entry["operation"] = type_ops
         resources.append(entry)
     body = {
         "resourceType": "CapabilityStatement",
@@ -65,6 +75,8 @@ def capabilities(ctx: Context) -> Result:
                 "mode": "server",
                 "resource": resources,
                 "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+                **({"operation": [_op_entry(op) for op in ops if op.level == "system"]}
+                   if any(op.level == "system" for op in ops) else {}),
             }
         ],
     }
