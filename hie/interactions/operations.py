@@ -91,16 +91,8 @@ def _load_builtin() -> None:
     import importlib
 
     for module in OPERATION_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
 
 
 #: Modules that register operations; a capability adds its module here.
-OPERATION_MODULES: list[str] = [
-    "hie.interactions.everything",
-    "hie.identity.operations",
-    "hie.consent_enforcement.operations",
-]
+OPERATION_MODULES: list[str] = []
