@@ -34,6 +34,10 @@ class Node:
         self.registry = registry or SearchRegistry.load_default()
         self.policy: AccessPolicy = policy or OpenPolicy()
         self.clock: Clock = clock or SystemClock()
+        #: Called inside every write transaction (see hie.storage.repository.WriteListener).
+        self.write_listeners: list[Any] = []
+        #: Maps a local Patient id to the regional patient key (the identity service sets it).
+        self.patient_key_resolver: Any = None
 
     @classmethod
     def open(cls, database_url: str | None = None, **kwargs: Any) -> Node:
@@ -52,7 +56,11 @@ class Node:
         upgrade(self.engine)
 
     def repository(self, conn: Any, principal: Principal) -> Repository:
-        return Repository(conn, principal, registry=self.registry, policy=self.policy, clock=self.clock)
+        kwargs: dict[str, Any] = {}
+        if self.patient_key_resolver is not None:
+            kwargs["patient_key"] = self.patient_key_resolver
+        return Repository(conn, principal, registry=self.registry, policy=self.policy, clock=self.clock,
+                          listeners=self.write_listeners, **kwargs)
 
     @contextmanager
     def context(

@@ -38,6 +38,11 @@ from hie.storage.tables import resource_version as V
 _COLS = (R.c.pk, R.c.res_type, R.c.res_id, R.c.version_id, R.c.last_updated, R.c.deleted, R.c.content)
 _VCOLS = (V.c.resource_pk, V.c.res_type, V.c.res_id, V.c.version_id, V.c.last_updated, V.c.deleted, V.c.content)
 
+WriteListener = Callable[["Repository", list["WriteResult"]], None]
+"""Called at the end of every ``write_batch``, inside the same database transaction,
+with the results of the writes that changed something (identity linking, consent
+grant compilation and similar derived state plug in here)."""
+
 PatientKeyResolver = Callable[[Connection, str], str]
 """Maps a local Patient id to the regional patient key (the identity service plugs in)."""
 
@@ -113,6 +118,7 @@ class Repository:
         clock: Clock | None = None,
         patient_key: PatientKeyResolver = identity_patient_key,
         id_factory: Callable[[], str] = new_id,
+        listeners: Sequence[WriteListener] = (),
     ) -> None:
         self.conn = conn
         self.principal = principal
@@ -121,6 +127,7 @@ class Repository:
         self.access: AccessPredicate = (policy or OpenPolicy()).predicate(principal)
         self._patient_key = patient_key
         self.new_id = id_factory
+        self.listeners = tuple(listeners)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -220,7 +227,12 @@ class Repository:
         """Apply ``writes`` in order; a failing write raises a FhirError whose
         ``write_index`` attribute names its position (the caller rolls back)."""
         try:
-            return self._write_batch(writes)
+            results = self._write_batch(writes)
+            changed = [r for r in results if r.outcome in ("created", "updated", "deleted")]
+            if changed:
+                for listener in self.listeners:
+                    listener(self, changed)
+            return results
         except FhirError as err:
             if not hasattr(err, "write_index"):
                 err.write_index = self._current_write  # type: ignore[attr-defined]
