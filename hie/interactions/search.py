@@ -19,7 +19,15 @@ import orjson
 
 from hie.errors import InvalidSearch
 from hie.interactions.result import Result
-from hie.search.query import Builder, Env, count_query, page_query, resolve_includes, split_params
+from hie.search.query import (
+    Builder,
+    Env,
+    count_query,
+    page_query,
+    prefer_custom_plans,
+    resolve_includes,
+    split_params,
+)
 from hie.search.summary import apply_elements, apply_summary
 from hie.storage.tables import resource as R
 
@@ -86,6 +94,7 @@ def search(
 
     b = Builder(Env(registry, ctx.access, ctx.base_url))
     conn = ctx.conn
+    prefer_custom_plans(conn)
     if summary == "count":
         count = 0
     total: int | None = None

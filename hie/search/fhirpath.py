@@ -201,6 +201,19 @@ def _type_of(path: str) -> str | None:
 _COMPLEX = {t for t in R4_MODEL["type2Parent"] if t[0].isupper()}
 
 
+_PARENT_LOWER = {k.lower(): v for k, v in R4_MODEL["type2Parent"].items()}
+
+
+def _is_a(t: str, wanted: str) -> bool:
+    """FHIR type ``t`` is ``wanted`` or derives from it (canonical is a uri, Age a Quantity)."""
+    cur: str | None = t
+    while cur:
+        if cur.lower() == wanted.lower():
+            return True
+        cur = _PARENT_LOWER.get(cur.lower())
+    return False
+
+
 def _cap(t: str) -> str:
     return t[0].upper() + t[1:]
 
@@ -224,7 +237,7 @@ def _plan(steps: list[tuple], cur: str) -> list[tuple] | None:
         if choice_of in _CHOICES:
             choices = _CHOICES[choice_of]
             if nxt and nxt[0] == "as":
-                wanted = [c for c in choices if c.lower() == nxt[1].lower()]
+                wanted = [c for c in choices if _is_a(c, nxt[1])]
                 k += 1
             else:
                 wanted = choices
