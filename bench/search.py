@@ -36,7 +36,7 @@ from sqlalchemy import create_engine, text, true
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hie.interactions.search import search  # noqa: E402
+from hie.interactions.search import search_bundle as search  # noqa: E402
 from hie.search.indexer import _COLUMNS, extract_rows  # noqa: E402
 from hie.search.registry import SearchRegistry  # noqa: E402
 from hie.search.tables import ALL_INDEX_TABLES  # noqa: E402

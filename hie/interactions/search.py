@@ -52,6 +52,18 @@ def search(
     params: list[tuple[str, str]],
     *,
     compartment: tuple[str, str] | None = None,
+) -> Result:
+    """The search interaction as a :class:`Result` (200 with the searchset Bundle), as the
+    REST routes and Bundle GET entries use it; :func:`search_bundle` gives the dict."""
+    return Result(status=200, body=search_bundle(ctx, res_type, params, compartment=compartment))
+
+
+def search_bundle(
+    ctx: Any,
+    res_type: str | None,
+    params: list[tuple[str, str]],
+    *,
+    compartment: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The searchset Bundle for ``params`` (already URL-decoded name/value pairs)."""
     registry = ctx.registry
@@ -156,12 +168,6 @@ def search(
     bundle["link"] = links
     bundle["entry"] = entries
     return bundle
-
-
-def search_result(ctx: Any, res_type: str | None, params: list[tuple[str, str]], *,
-                  compartment: tuple[str, str] | None = None) -> Result:
-    """:func:`search` wrapped as an interaction :class:`Result` (200)."""
-    return Result(status=200, body=search(ctx, res_type, params, compartment=compartment))
 
 
 def _ignored_pairs(params: list[tuple[str, str]], parsed: Any) -> set[tuple[str, str]]:

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from search_oracle import Oracle
 
-from hie.interactions.search import search
+from hie.interactions.search import search_bundle as search
 from hie.search.indexer import date_values, quantity_values, string_values, token_values
 from hie.search.normalize import format_us
 from hie.storage.tables import resource as R

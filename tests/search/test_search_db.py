@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import true
 
 from hie.errors import InvalidSearch, NotSupported
-from hie.interactions.search import search
+from hie.interactions.search import search_bundle as search
 from hie.search.query import find_pks
 from hie.storage.tables import resource as R
 from search_fixtures import RESOURCES
