@@ -80,7 +80,7 @@ def serve(
     console.print(f"FHIR base: http://{host}:{port}/fhir   (CapabilityStatement: /fhir/metadata)")
     node.close()
     uvicorn.run("hie.asgi:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False)
+                log_level=log_level, access_log=False, http="hie.api.http_protocol:NoDelayProtocol")
 
 
 @app.command()
