@@ -36,6 +36,9 @@ from hie.storage.tables import resource as R
 from hie.storage.tables import resource_version as V
 
 _COLS = (R.c.pk, R.c.res_type, R.c.res_id, R.c.version_id, R.c.last_updated, R.c.deleted, R.c.content)
+#: Enforcement columns copied onto every version row.
+_META_COLS = ("patient_key", "custodian", "data_class", "security_labels", "sensitive_labels", "clinical_date",
+              "status", "hidden_from_patient")
 _VCOLS = (V.c.resource_pk, V.c.res_type, V.c.res_id, V.c.version_id, V.c.last_updated, V.c.deleted, V.c.content)
 
 WriteListener = Callable[["Repository", list["WriteResult"]], None]
@@ -308,8 +311,7 @@ class Repository:
                 row = {
                     "res_type": w.res_type, "res_id": stub["res_id"], "version_id": 1,
                     "last_updated": now, "deleted": False, "content": content,
-                    "patient_key": pkey, "custodian": meta.custodian, "data_class": meta.data_class,
-                    "security_labels": meta.security_labels,
+                    "patient_key": pkey, **meta.columns(),
                 }
                 rows.append(row)
                 prepared.append((i, row, body, pkey))
@@ -337,8 +339,7 @@ class Repository:
             content = orjson.dumps(body)
             vals = {
                 "version_id": new_v, "last_updated": now, "deleted": False, "content": content,
-                "patient_key": pkey, "custodian": meta.custodian, "data_class": meta.data_class,
-                "security_labels": meta.security_labels,
+                "patient_key": pkey, **meta.columns(),
             }
             self._versioned_update(cur, w.if_match, vals)
             row = {"res_type": cur.res_type, "res_id": cur.res_id, **vals}
@@ -353,13 +354,8 @@ class Repository:
             new_v = cur.version_id + 1
             vals = {"version_id": new_v, "last_updated": now, "deleted": True, "content": None}
             self._versioned_update(cur, w.if_match, vals)
-            old = self.conn.execute(
-                select(R.c.patient_key, R.c.custodian, R.c.data_class, R.c.security_labels).where(R.c.pk == cur.pk)
-            ).one()
-            row = {
-                "res_type": cur.res_type, "res_id": cur.res_id, **vals, "patient_key": old[0],
-                "custodian": old[1], "data_class": old[2], "security_labels": old[3],
-            }
+            old = self.conn.execute(select(*(R.c[c] for c in _META_COLS)).where(R.c.pk == cur.pk)).one()
+            row = {"res_type": cur.res_type, "res_id": cur.res_id, **vals, **dict(zip(_META_COLS, old, strict=True))}
             version_rows.append(self._version_row(cur.pk, row, "DELETE"))
             delete_index(self.conn, cur.pk)
             results[i] = WriteResult(
@@ -417,9 +413,8 @@ class Repository:
         return {
             "resource_pk": resource_pk, "res_type": row["res_type"], "res_id": row["res_id"],
             "version_id": row["version_id"], "last_updated": row["last_updated"], "method": method,
-            "deleted": row["deleted"], "content": row["content"], "patient_key": row.get("patient_key"),
-            "custodian": row.get("custodian"), "data_class": row["data_class"],
-            "security_labels": row["security_labels"],
+            "deleted": row["deleted"], "content": row["content"],
+            **{c: row.get(c) for c in _META_COLS},
         }
 
     @staticmethod

@@ -61,6 +61,11 @@ resource = Table(
     Column("custodian", String(64), nullable=True),
     Column("data_class", String(32), nullable=False),
     Column("security_labels", String(512), nullable=False, default=" "),
+    # Enforcement facts beyond the four above (hie.storage.rowmeta):
+    Column("sensitive_labels", String(128), nullable=False, default=" "),  # consent-relevant labels only
+    Column("clinical_date", BigInteger, nullable=True),  # epoch us of the date the data is about
+    Column("status", String(32), nullable=True),  # clinicalStatus / status code
+    Column("hidden_from_patient", Boolean, nullable=False, default=False),  # JP-CLINS UNINFORMED
     UniqueConstraint("res_type", "res_id"),
     Index("ix_resource_type_updated", "res_type", "last_updated"),
     Index("ix_resource_patient_key", "patient_key"),
@@ -82,6 +87,11 @@ resource_version = Table(
     Column("custodian", String(64), nullable=True),
     Column("data_class", String(32), nullable=False),
     Column("security_labels", String(512), nullable=False, default=" "),
+    # Enforcement facts beyond the four above (hie.storage.rowmeta):
+    Column("sensitive_labels", String(128), nullable=False, default=" "),  # consent-relevant labels only
+    Column("clinical_date", BigInteger, nullable=True),  # epoch us of the date the data is about
+    Column("status", String(32), nullable=True),  # clinicalStatus / status code
+    Column("hidden_from_patient", Boolean, nullable=False, default=False),  # JP-CLINS UNINFORMED
     UniqueConstraint("resource_pk", "version_id"),
     Index("ix_resource_version_type_updated", "res_type", "last_updated"),
     Index("ix_resource_version_updated", "last_updated"),
