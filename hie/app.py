@@ -38,6 +38,9 @@ class Node:
         self.write_listeners: list[Any] = []
         #: Maps a local Patient id to the regional patient key (the identity service sets it).
         self.patient_key_resolver: Any = None
+        from hie.identity.service import install as install_identity
+
+        install_identity(self)  # patient-key resolver and identity write listener
 
     @classmethod
     def open(cls, database_url: str | None = None, **kwargs: Any) -> Node:
