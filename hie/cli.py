@@ -143,6 +143,7 @@ def reindex() -> None:
 
 
 def _register_adapters() -> None:
+    app.add_typer(__import__("hie.identity.cli", fromlist=["identity_app"]).identity_app, name="identity")
     try:
         from adapters import cli as adapters_cli
     except ImportError:
