@@ -13,7 +13,7 @@ from hie.clock import Clock, SystemClock
 from hie.config import Settings
 from hie.interactions.context import Context
 from hie.principal import Principal
-from hie.storage.access import AccessPolicy, OpenPolicy
+from hie.storage.access import AccessPolicy
 from hie.storage.db import make_engine, read_tx, write_tx
 from hie.storage.repository import Repository
 
@@ -32,8 +32,12 @@ class Node:
         self.settings = settings
         self.engine = make_engine(settings.database_url, pool_size=settings.pool_size)
         self.registry = registry or SearchRegistry.load_default()
-        self.policy: AccessPolicy = policy or OpenPolicy()
         self.clock: Clock = clock or SystemClock()
+        from hie.enforcement.grants import on_write as compile_consent_grants
+        from hie.enforcement.policy import ConsentPolicy
+
+        #: The access predicate every repository statement carries (consent enforcement).
+        self.policy: AccessPolicy = policy or ConsentPolicy(clock=self.clock)
         #: Called inside every write transaction (see hie.storage.repository.WriteListener).
         self.write_listeners: list[Any] = []
         #: Maps a local Patient id to the regional patient key (the identity service sets it).
@@ -41,6 +45,11 @@ class Node:
         from hie.identity.service import install as install_identity
 
         install_identity(self)  # patient-key resolver and identity write listener
+        # Consent grants follow Consent writes in the same transaction (after identity, so
+        # the Consent's patient key is the regional one).
+        self.write_listeners.append(compile_consent_grants)
+        if self.patient_key_resolver is not None and hasattr(self.policy, "set_patient_key_resolver"):
+            self.policy.set_patient_key_resolver(self.patient_key_resolver)
 
     @classmethod
     def open(cls, database_url: str | None = None, **kwargs: Any) -> Node:

@@ -5,9 +5,8 @@ the enforcement columns (``patient_key``, ``custodian``, ``data_class``,
 ``security_labels``) and ANDs it into every read, search, include, chain, history and
 count. Filtering after the fact would break paging and leak through totals.
 
-This module is the one place consent enforcement plugs in. Until the consent engine
-lands, the only policy is :class:`OpenPolicy`: every authenticated principal sees
-every row (the node has no non-system principals yet).
+This module defines the protocol; :mod:`hie.enforcement.policy` implements it with the
+patients' consents.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement, Connection, true
 
 from hie.principal import Principal
 
@@ -23,12 +22,15 @@ AccessPredicate = Callable[[Any], ColumnElement[bool]]
 
 
 class AccessPolicy(Protocol):
-    def predicate(self, principal: Principal) -> AccessPredicate: ...
+    def predicate(self, principal: Principal, conn: Connection | None = None) -> AccessPredicate:
+        """The predicate for ``principal``; ``conn`` lets a policy read per-request state
+        (break-the-glass declarations, region switches) once, before the statements run."""
+        ...
 
 
 class OpenPolicy:
-    """No row-level restriction. Used for the system principal, and for all principals
-    until consent enforcement is configured."""
+    """No row-level restriction: for tools and tests that need none. The node itself runs
+    :class:`hie.enforcement.policy.ConsentPolicy`."""
 
-    def predicate(self, principal: Principal) -> AccessPredicate:
+    def predicate(self, principal: Principal, conn: Connection | None = None) -> AccessPredicate:
         return lambda _alias: true()

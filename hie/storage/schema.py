@@ -4,6 +4,7 @@ Alembic's environment imports it, so every package that defines tables is listed
 """
 
 from hie.search import tables as _search_tables  # noqa: F401  (registers index tables)
+from hie.enforcement import tables as _enforcement_tables  # noqa: F401  (consent grants, break-glass)
 from hie.storage.tables import metadata
 
 __all__ = ["metadata"]

@@ -1,0 +1,102 @@
+"""Keep ``consent_grant`` in step with Consent resources, in the same transaction.
+
+A write listener (:class:`hie.storage.repository.WriteListener`): whenever a Consent is
+created, updated or deleted, its rows are deleted and, if the Consent is active, compiled
+again with :func:`consent.grants.compile_grants`. Revocation (status ``inactive``) therefore
+takes effect on the very next request. A Consent that does not fit the node's profile is
+rejected with the element path (the whole write rolls back).
+
+Viewer keys: a provision's actor ``Organization/<id>`` is stored as that facility's key —
+its 10-digit medical-institution code (``Organization.identifier`` in
+``http://jpfhir.jp/fhir/core/mhlw/IdSystem/MedicalOrganizationID``), the same key the
+``custodian`` column and a principal's ``organization_id`` carry. An Organization without
+that identifier keeps ``Organization/<id>`` as its key.
+
+Spec: https://hl7.org/fhir/R4/consent.html ; the node's profile: docs/consent-profile.md
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, insert, select
+
+from consent.errors import ConsentError
+from consent.grants import compile_grants
+from consent.model import Consent, parse_consent
+from consent.scope import ANY
+from hie.enforcement.tables import consent_grant as G
+from hie.errors import InvalidResource
+from hie.fhir.naming import MEDICAL_INSTITUTION_SYSTEM
+from hie.storage.repository import Repository, WriteResult
+from hie.storage.tables import resource as R
+
+
+def _us(moment: datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1_000_000)
+
+
+def facility_key(conn: Any, org_id: str) -> str:
+    """The facility key of ``Organization/<org_id>`` (institution code, else the reference)."""
+    row = conn.execute(
+        select(R.c.content).where(R.c.res_type == "Organization", R.c.res_id == org_id, R.c.deleted.is_(False))
+    ).first()
+    if row is not None and row[0]:
+        for ident in orjson.loads(row[0]).get("identifier") or ():
+            if isinstance(ident, dict) and ident.get("system") == MEDICAL_INSTITUTION_SYSTEM and ident.get("value"):
+                return str(ident["value"])
+    return f"Organization/{org_id}"
+
+
+def parse_stored_consent(resource: dict[str, Any], patient_key: str | None) -> Consent:
+    try:
+        return parse_consent(resource, patient_key=patient_key)
+    except ConsentError as err:
+        path = getattr(err, "path", None) or "Consent"
+        raise InvalidResource(f"{path}: {err.message}", expression=[path]) from None
+
+
+def grant_rows(conn: Any, consent_pk: int, consent: Consent) -> list[dict[str, Any]]:
+    keys: dict[str, str] = {}
+    rows = []
+    for g in compile_grants(consent):
+        org = g.viewer_org
+        if org != ANY:
+            org = keys.setdefault(org, facility_key(conn, org))
+        rows.append({
+            "consent_pk": consent_pk, "consent_id": g.consent_id, "patient_key": g.patient,
+            "effect": g.effect, "viewer_org": org, "viewer_practitioner": g.viewer_practitioner,
+            "data_class": g.data_class, "security_label": g.security_label, "purpose": g.purpose,
+            "data_from": _us(g.data_from), "data_to": _us(g.data_to),
+            "valid_from": _us(g.valid_from), "valid_to": _us(g.valid_to),
+            "provision_path": g.provision_path[:256],
+        })
+    return rows
+
+
+def on_write(repo: Repository, results: list[WriteResult]) -> None:
+    """Write listener: recompile the grants of every Consent that changed."""
+    for res in results:
+        st = res.stored
+        if st is None or st.res_type != "Consent":
+            continue
+        repo.conn.execute(delete(G).where(G.c.consent_pk == st.pk))
+        if st.deleted or st.content is None:
+            continue
+        patient_key = repo.conn.execute(select(R.c.patient_key).where(R.c.pk == st.pk)).scalar_one()
+        if patient_key is None:
+            raise InvalidResource("Consent.patient: a Consent must name the Patient it is about",
+                                  expression=["Consent.patient"])
+        consent = parse_stored_consent(st.resource(), patient_key)
+        rows = grant_rows(repo.conn, st.pk, consent)
+        if rows:
+            repo.conn.execute(insert(G), rows)
+
+
+def rekey(conn: Any, old_key: str, new_key: str) -> None:
+    """Follow an identity re-keying (link, unlink, merge) in the grants table."""
+    from sqlalchemy import update
+
+    conn.execute(update(G).where(G.c.patient_key == old_key).values(patient_key=new_key))

@@ -1,0 +1,104 @@
+"""A small region for enforcement tests: three facilities, two patients, resources of every
+kind of interest (classes, sensitive labels, dates, UNINFORMED), and consent states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consent import builder
+from hie.fhir.naming import CUSTODIAN_TAG_SYSTEM, MEDICAL_INSTITUTION_SYSTEM
+
+ORGS = {"org-a": "1110000011", "org-b": "1110000029", "org-c": "1110000052"}
+CODE_TO_ORG = {v: k for k, v in ORGS.items()}
+A, B, C = ORGS["org-a"], ORGS["org-b"], ORGS["org-c"]
+
+
+def org(oid: str) -> dict[str, Any]:
+    return {"resourceType": "Organization", "id": oid, "name": oid,
+            "identifier": [{"system": MEDICAL_INSTITUTION_SYSTEM, "value": ORGS[oid]}]}
+
+
+def tagged(res: dict[str, Any], custodian: str, *, labels: tuple[str, ...] = (), uninformed: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"tag": [{"system": CUSTODIAN_TAG_SYSTEM, "code": custodian}]}
+    if uninformed:
+        meta["tag"].append({"system": "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication", "code": "UNINFORMED"})
+    if labels:
+        meta["security"] = [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": c} for c in labels]
+    return {**res, "meta": meta}
+
+
+def patient(pid: str, custodian: str) -> dict[str, Any]:
+    return tagged({"resourceType": "Patient", "id": pid, "name": [{"family": "山田", "given": [pid]}]}, custodian)
+
+
+def lab(oid: str, pid: str, custodian: str, when: str | None, **kw: Any) -> dict[str, Any]:
+    res: dict[str, Any] = {"resourceType": "Observation", "id": oid, "status": "final",
+                           "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+                           "code": {"text": "HbA1c"}, "subject": {"reference": f"Patient/{pid}"},
+                           "valueQuantity": {"value": 7.0, "unit": "%"}}
+    if when:
+        res["effectiveDateTime"] = when
+    return tagged(res, custodian, **kw)
+
+
+def condition(cid: str, pid: str, custodian: str, when: str, **kw: Any) -> dict[str, Any]:
+    return tagged({"resourceType": "Condition", "id": cid, "code": {"text": "2型糖尿病"},
+                   "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                   "subject": {"reference": f"Patient/{pid}"}, "onsetDateTime": when}, custodian, **kw)
+
+
+def med(mid: str, pid: str, custodian: str, when: str, **kw: Any) -> dict[str, Any]:
+    return tagged({"resourceType": "MedicationRequest", "id": mid, "status": "active", "intent": "order",
+                   "medicationCodeableConcept": {"text": "メトホルミン"}, "subject": {"reference": f"Patient/{pid}"},
+                   "authoredOn": when}, custodian, **kw)
+
+
+def doc(did: str, pid: str, custodian: str) -> dict[str, Any]:
+    return tagged({"resourceType": "DocumentReference", "id": did, "status": "current",
+                   "subject": {"reference": f"Patient/{pid}"},
+                   "content": [{"attachment": {"contentType": "text/plain", "data": "6Kq/5p+7"}}]}, custodian)
+
+
+def region() -> list[dict[str, Any]]:
+    """Resources; custodians are facility codes. Patient p1's data is spread over A and B."""
+    return [
+        org("org-a"), org("org-b"), org("org-c"),
+        patient("p1", A), patient("p2", B),
+        lab("lab-a-2024", "p1", A, "2024-05-01T09:00:00+09:00"),
+        lab("lab-a-2026", "p1", A, "2026-10-01T09:00:00+09:00"),
+        lab("lab-b-2026", "p1", B, "2026-11-01T09:00:00+09:00"),
+        lab("lab-a-undated", "p1", A, None),
+        lab("lab-a-hiv", "p1", A, "2026-09-01T09:00:00+09:00", labels=("HIV",)),
+        lab("lab-a-hiv-psy", "p1", A, "2026-09-02T09:00:00+09:00", labels=("HIV", "PSY")),
+        condition("cond-a", "p1", A, "2020-01-01"),
+        condition("cond-a-uninformed", "p1", A, "2026-10-10", uninformed=True),
+        condition("cond-a-psy", "p1", A, "2025-01-01", labels=("PSY",)),
+        med("med-a", "p1", A, "2026-11-01"),
+        doc("doc-a", "p1", A),
+        lab("lab-p2-b", "p2", B, "2026-10-01T09:00:00+09:00"),
+    ]
+
+
+def consents() -> dict[str, list[dict[str, Any]]]:
+    """Consent states for patient p1 (the id of each Consent is fixed, so states replace)."""
+    P = "Patient/p1"
+    kw = {"recorded_by": "Organization/org-a", "date_time": "2026-01-10T10:00:00+09:00"}
+    return {
+        "none": [],
+        "facility-b-only": [builder.chosen_facilities("c1", P, ["Organization/org-b"], **kw)],
+        "all-except-b": [builder.all_facilities("c1", P, exclude=["Organization/org-b"], **kw)],
+        "labs-excluded": [builder.consent("c1", P, builder.provision("permit", provisions=[
+            builder.provision("deny", classes=["lab"])]), **kw)],
+        "expired": [builder.chosen_facilities("c1", P, ["Organization/org-b", "Organization/org-c"], provision_kw={
+            "in_force": builder.period("2025-01-01", "2025-12-31")}, **kw)],
+        "revoked": [builder.chosen_facilities("c1", P, ["Organization/org-b", "Organization/org-c"], status="inactive", **kw)],
+        "sensitive-denied": [builder.consent("c1", P, builder.provision("permit", provisions=[
+            builder.provision("deny", labels=["PSY"])]), **kw)],
+        "hiv-permitted-for-c": [
+            builder.chosen_facilities("c1", P, ["Organization/org-c"], **kw),
+            builder.consent("c2", P, builder.provision("permit", actors=["Organization/org-c"], labels=["HIV"]), **kw),
+        ],
+        "data-period-2026": [builder.all_facilities("c1", P, provision_kw={
+            "data_period": builder.period("2026-01-01", "2026-12-31")}, **kw)],
+        "per-individual": [builder.per_individual("c1", P, ["Practitioner/dr-c"], **kw)],
+    }
