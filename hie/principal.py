@@ -22,6 +22,8 @@ class Principal:
     roles: frozenset[str] = field(default_factory=frozenset)
     scopes: frozenset[str] = field(default_factory=frozenset)
     purpose_of_use: str | None = None
+    token_id: str | None = None  # the access token's jti (audit, revocation)
+    network_address: str | None = None  # the caller's IP address as the node saw it (audit)
 
     @property
     def is_system(self) -> bool:

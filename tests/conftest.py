@@ -112,7 +112,15 @@ def pg_node(_pg_node: Node) -> Iterator[Node]:
 
 @pytest.fixture
 def client(node: Node):  # noqa: ANN201
+    """A test client acting as the node's own backend client with ``system/*.cruds``.
+    Audit recording is off here so that system-wide history and search see only what
+    the test wrote (the audit trail is tested in tests/audit)."""
     from fastapi.testclient import TestClient
 
-    with TestClient(node.create_app(), base_url="http://testserver") as c:
+    from hie.api.app import create_app
+    from hie.auth.service import system_token
+
+    token = system_token(node, "system/*.cruds", fhir_base="http://testserver/fhir")
+    with TestClient(create_app(node, audit=False), base_url="http://testserver",
+                    headers={"Authorization": f"Bearer {token}"}) as c:
         yield c

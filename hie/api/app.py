@@ -123,7 +123,12 @@ def _error_response(err: FhirError) -> Response:
     )
 
 
-def create_app(node: Any, *, authenticate: Callable[[Request], Principal] | None = None) -> FastAPI:
+def create_app(
+    node: Any, *, authenticate: Callable[[Request], Principal] | None = None, audit: Any = None,
+) -> FastAPI:
+    """``authenticate`` defaults to SMART bearer tokens (:mod:`hie.auth.bearer`); ``audit``
+    is an :class:`hie.audit.recorder.AuditRecorder`, None for the node's own, or False
+    for none (benchmarks comparing audit off and on)."""
     app = FastAPI(
         title="Regional HIE node — FHIR R4",
         version="0.1.0",
@@ -132,7 +137,16 @@ def create_app(node: Any, *, authenticate: Callable[[Request], Principal] | None
         openapi_url="/openapi.json",
     )
     app.state.node = node
-    auth = authenticate or (lambda _req: OPEN_PRINCIPAL)
+    from hie.api.auth_routes import auth_router
+    from hie.auth.bearer import authorize, bearer_authenticator
+
+    auth = authenticate or bearer_authenticator(node)
+    if audit is None:
+        from hie.audit.recorder import AuditRecorder
+
+        audit = AuditRecorder.for_node(node)
+    recorder = audit or None
+    app.include_router(auth_router(node))
 
     @app.exception_handler(FhirError)
     async def _fhir_error(_request: Request, exc: FhirError) -> Response:
@@ -157,17 +171,32 @@ def create_app(node: Any, *, authenticate: Callable[[Request], Principal] | None
         log.error("unhandled error (correlation id %s)", err.correlation_id, exc_info=exc)  # type: ignore[attr-defined]
         return _error_response(err)
 
-    async def run(request: Request, fn: Callable[[Context], Result], *, write: bool) -> Response:
-        return await run_in_threadpool(run_sync, request, fn, write)
+    async def run(request: Request, fn: Callable[[Context], Result], *, write: bool, bundle: Any = None) -> Response:
+        return await run_in_threadpool(run_sync, request, fn, write, bundle)
 
-    def run_sync(request: Request, fn: Callable[[Context], Result], write: bool) -> Response:
-        _negotiate(request)
-        principal = auth(request)
-        ret, strict = _prefer(request)
-        base = _base_url(node, request)
-        with node.context(principal, write=write, base_url=base, prefer_return=ret, prefer_strict=strict) as ctx:
-            result = fn(ctx)
-        return _render(result, request, base)
+    def run_sync(request: Request, fn: Callable[[Context], Result], write: bool, bundle: Any = None) -> Response:
+        principal: Principal | None = None
+        try:
+            _negotiate(request)
+            principal = authorize(node, request, auth, bundle)
+            ret, strict = _prefer(request)
+            base = _base_url(node, request)
+            with node.context(principal, write=write, base_url=base, prefer_return=ret, prefer_strict=strict) as ctx:
+                result = fn(ctx)
+            response = _render(result, request, base)
+        except Exception as exc:
+            if recorder is not None and (principal is None or principal.kind != "anonymous"):
+                from hie.audit.http import event_for
+
+                status = exc.status if isinstance(exc, FhirError) else 500
+                diag = exc.diagnostics if isinstance(exc, FhirError) else "internal error"
+                recorder.record(event_for(node, request, principal, status=status, diagnostics=diag))
+            raise
+        if recorder is not None and principal.kind != "anonymous":
+            from hie.audit.http import event_for
+
+            recorder.record(event_for(node, request, principal, status=result.status, result=result))
+        return response
 
     def check_type(res_type: str) -> None:
         if not is_resource_type(res_type):
@@ -236,7 +265,7 @@ def create_app(node: Any, *, authenticate: Callable[[Request], Principal] | None
     @app.post("/fhir/")
     async def system_bundle(request: Request) -> Response:
         body = await _body(request)
-        return await run(request, lambda ctx: bundle.process(ctx, body), write=True)
+        return await run(request, lambda ctx: bundle.process(ctx, body), write=True, bundle=body)
 
     @app.get("/fhir/_history")
     async def system_history(request: Request) -> Response:

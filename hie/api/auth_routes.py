@@ -1,0 +1,256 @@
+"""HTTP endpoints of the authorization server (SMART App Launch 2.0, Backend Services).
+
+| path | what |
+|---|---|
+| ``GET /fhir/.well-known/smart-configuration`` | SMART configuration (discovery) |
+| ``GET /auth/jwks`` | the node's public signing keys |
+| ``GET/POST /auth/authorize`` | authorization request: the login page (password + TOTP) |
+| ``POST /auth/login`` | the login form: authenticates, then redirects with a code |
+| ``POST /auth/token`` | authorization_code, refresh_token, client_credentials |
+| ``POST /auth/introspect`` | RFC 7662 |
+| ``POST /auth/revoke`` | RFC 7009 |
+| ``POST /auth/register`` | RFC 7591, operators only (bearer token with the operator role) |
+
+The OAuth logic is authlib's (:mod:`hie.auth.server`); this module converts requests
+and answers. Login attempts, successful or not, are audited. The login form is
+protected by a double-submit CSRF token (a SameSite=Strict cookie).
+
+Spec: https://hl7.org/fhir/smart-app-launch/ ; https://www.rfc-editor.org/rfc/rfc6749
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from authlib.oauth2.rfc6749.errors import OAuth2Error
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from hie.auth.server import HieAuthorizationServer, HieRequest, smart_configuration
+from hie.auth.service import AuthService
+from hie.auth.users import LoginFailed, login
+
+_TEMPLATES = Environment(
+    loader=FileSystemLoader(str(Path(__file__).resolve().parent.parent / "auth" / "templates")),
+    autoescape=select_autoescape(["html"]),
+)
+
+TEXT = {
+    "ja": {
+        "title": "地域医療連携ネットワーク ログイン", "intro": "「%s」があなたの権限でのアクセスを求めています。",
+        "scopes": "求められている権限:", "username": "ユーザーID", "password": "パスワード",
+        "otp": "確認コード（認証アプリの6桁）", "otp_help": "認証アプリを使えない場合は、リカバリーコードを入力してください。",
+        "patient": "対象患者ID（任意）", "allow": "ログインして許可", "deny": "拒否",
+        "failed": "ユーザーID、パスワードまたは確認コードが正しくありません。続けて失敗するとアカウントは一時的にロックされます。",
+        "csrf": "画面の有効期限が切れました。もう一度お試しください。",
+    },
+    "en": {
+        "title": "Regional health network sign-in", "intro": "\u201c%s\u201d asks to act on your behalf.",
+        "scopes": "Requested permissions:", "username": "User ID", "password": "Password",
+        "otp": "Verification code (6 digits from your authenticator app)",
+        "otp_help": "If you cannot use your authenticator app, enter a recovery code.",
+        "patient": "Patient id (optional)", "allow": "Sign in and allow", "deny": "Deny",
+        "failed": "The user ID, password or verification code is not correct. Repeated failures lock the account for a while.",
+        "csrf": "This page has expired. Please try again.",
+    },
+}
+
+AUTHORIZE_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "aud", "code_challenge",
+                    "code_challenge_method", "nonce", "launch", "prompt")
+
+
+def _fhir_base(node: Any, request: Request) -> str:
+    return AuthService.for_node(node).fhir_base(str(request.base_url).rstrip("/") + "/fhir")
+
+
+def _uri(node: Any, request: Request) -> str:
+    """The request URI as the client addressed it (behind a TLS proxy: https)."""
+    base = node.settings.base_url
+    if base and base.startswith("https://"):
+        origin = base.split("/fhir")[0].rstrip("/")
+        return origin + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return str(request.url)
+
+
+def _answer(result: Any) -> Response:
+    status, body, headers = result
+    hdrs = {k: v for k, v in headers if k.lower() != "content-type"}
+    hdrs.setdefault("Cache-Control", "no-store")
+    hdrs.setdefault("Pragma", "no-cache")
+    if status in (301, 302, 303, 307):
+        return Response(status_code=302, headers=hdrs)
+    if isinstance(body, dict | list):
+        return Response(orjson.dumps(body), status_code=status, headers=hdrs, media_type="application/json")
+    return Response(body or b"", status_code=status, headers=hdrs, media_type="application/json")
+
+
+def auth_router(node: Any) -> APIRouter:
+    svc = AuthService.for_node(node)
+    server = node.__dict__.get("_hie_authz")
+    if server is None:
+        server = HieAuthorizationServer(node, svc)
+        node.__dict__["_hie_authz"] = server
+    router = APIRouter()
+
+    async def hie_request(request: Request, *, json_body: bool = False) -> HieRequest:
+        form: list[tuple[str, str]] = []
+        body_json = None
+        if request.method == "POST":
+            raw = await request.body()
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if json_body:
+                try:
+                    body_json = orjson.loads(raw) if raw else None
+                except orjson.JSONDecodeError:
+                    body_json = None
+            elif ctype == "application/x-www-form-urlencoded":
+                form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+        return HieRequest(
+            request.method, _uri(node, request), dict(request.headers),
+            parse_qsl(request.url.query, keep_blank_values=True), form,
+            fhir_base=_fhir_base(node, request), json=body_json,
+        )
+
+    def audit_login(request: Request, username: str, ok: bool, user: Any = None, client_id: str | None = None) -> None:
+        from hie.audit.events import login_event
+        from hie.audit.recorder import AuditRecorder
+
+        rec = node.__dict__.get("_hie_audit") or AuditRecorder.for_node(node)
+        rec.record(login_event(username=username, user=user, ok=ok, client_id=client_id,
+                               address=request.client.host if request.client else None,
+                               recorded_us=node.clock.now_us()))
+
+    @router.get("/fhir/.well-known/smart-configuration", include_in_schema=False)
+    def smart_config(request: Request) -> Response:
+        return JSONResponse(smart_configuration(svc, _fhir_base(node, request)))
+
+    @router.get("/auth/jwks", include_in_schema=False)
+    def jwks() -> Response:
+        return JSONResponse(svc.keys.jwks(), headers={"Cache-Control": "max-age=300"})
+
+    def render_login(request: Request, params: list[tuple[str, str]], grant: Any, *, error: str | None = None,
+                     lang: str = "ja", status: int = 200) -> Response:
+        t = TEXT[lang]
+        csrf = request.cookies.get("hie_csrf") or secrets.token_urlsafe(24)
+        client = grant.request.client
+        scopes = (dict(params).get("scope") or "").split()
+        ask_patient = "launch/patient" in scopes
+        html = _TEMPLATES.get_template("login.html").render(
+            lang=lang, t=t, client_name=client.name, scopes=scopes, params=[(k, v) for k, v in params if k in AUTHORIZE_PARAMS],
+            csrf=csrf, action="/auth/login", error=error, ask_patient=ask_patient,
+            lang_query=urlencode([(k, v) for k, v in params if k in AUTHORIZE_PARAMS] + [("lang", "en" if lang == "ja" else "ja")]),
+        )
+        resp = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                                                "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
+        resp.set_cookie("hie_csrf", csrf, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                        path="/auth")
+        return resp
+
+    async def authorize(request: Request) -> Response:
+        req = await hie_request(request)
+
+        def validate() -> Any:
+            try:
+                return server.get_consent_grant(req)
+            except OAuth2Error as err:
+                return err
+
+        grant = await run_in_threadpool(validate)
+        if isinstance(grant, OAuth2Error):
+            if grant.redirect_uri:
+                return _answer(server.handle_error_response(req, grant))
+            return JSONResponse({"error": grant.error, "error_description": grant.description}, status_code=400)
+        params = list(req.payload.data.items())
+        lang = "en" if req.payload.data.get("lang") == "en" else "ja"
+        return render_login(request, params, grant, lang=lang)
+
+    router.add_api_route("/auth/authorize", authorize, methods=["GET", "POST"], include_in_schema=False)
+
+    @router.post("/auth/login", include_in_schema=False)
+    async def login_post(request: Request) -> Response:
+        req = await hie_request(request)
+        form = req.form
+        lang = "en" if form.get("lang") == "en" else "ja"
+        params = [(k, v) for k, v in form.items() if k in AUTHORIZE_PARAMS]
+        oauth_req = HieRequest("GET", _uri(node, request).split("?")[0] + "?" + urlencode(params), dict(request.headers),
+                               params, [], fhir_base=req.fhir_base)
+
+        def run() -> Response:
+            try:
+                grant = server.get_consent_grant(oauth_req)
+            except OAuth2Error as err:
+                return JSONResponse({"error": err.error, "error_description": err.description}, status_code=400)
+            cookie = request.cookies.get("hie_csrf", "")
+            if not cookie or not hmac.compare_digest(cookie, form.get("csrf", "")):
+                return render_login(request, params, grant, error=TEXT[lang]["csrf"], lang=lang, status=400)
+            if form.get("decision") == "deny":
+                return _answer(server.create_authorization_response(oauth_req, grant_user=None, grant=grant))
+            username = form.get("username", "")
+            try:
+                with node.engine.begin() as conn:
+                    try:
+                        user = login(conn, svc.box, username=username, password=form.get("password", ""),
+                                     code=form.get("otp", ""), now_us=int(time.time() * 1_000_000))
+                    except LoginFailed:
+                        user = None
+            finally:
+                pass
+            audit_login(request, username, user is not None, user, grant.request.client.client_id)
+            if user is None:
+                return render_login(request, params, grant, error=TEXT[lang]["failed"], lang=lang, status=401)
+            patient = user.patient_id if user.kind == "patient" else (form.get("patient") or None)
+            user = user.with_launch(patient, int(time.time() * 1_000_000))
+            return _answer(server.create_authorization_response(oauth_req, grant_user=user, grant=grant))
+
+        return await run_in_threadpool(run)
+
+    @router.post("/auth/token", include_in_schema=False)
+    async def token(request: Request) -> Response:
+        req = await hie_request(request)
+        return _answer(await run_in_threadpool(server.create_token_response, req))
+
+    @router.post("/auth/introspect", include_in_schema=False)
+    async def introspect(request: Request) -> Response:
+        req = await hie_request(request)
+        return _answer(await run_in_threadpool(server.create_endpoint_response, "introspection", req))
+
+    @router.post("/auth/revoke", include_in_schema=False)
+    async def revoke(request: Request) -> Response:
+        req = await hie_request(request)
+        return _answer(await run_in_threadpool(server.create_endpoint_response, "revocation", req))
+
+    @router.post("/auth/register", include_in_schema=False)
+    async def register(request: Request) -> Response:
+        from hie.errors import FhirError
+
+        req = await hie_request(request, json_body=True)
+
+        def run() -> Response:
+            try:
+                principal = svc.authenticate_header(
+                    request.headers.get("authorization"), request_base=str(request.base_url).rstrip("/") + "/fhir",
+                    network_address=request.client.host if request.client else None)
+            except FhirError as err:
+                return JSONResponse({"error": "invalid_token", "error_description": err.diagnostics},
+                                    status_code=401, headers=err.headers)
+            if "operator" not in principal.roles:
+                return JSONResponse({"error": "insufficient_scope",
+                                     "error_description": "Client registration is for operators only"}, status_code=403)
+            server.create_json_request(req)
+            req.operator = principal  # type: ignore[attr-defined]
+            try:
+                return _answer(server.registration(req))
+            except OAuth2Error as err:
+                return _answer(server.handle_response(*err()))
+
+        return await run_in_threadpool(run)
+
+    return router

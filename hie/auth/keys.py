@@ -1,0 +1,164 @@
+"""The node's signing keys: ES256 (access tokens) and RS256 (OpenID Connect id_tokens)
+published as a JWKS, and Ed25519 for audit checkpoints.
+
+Keys live as PEM files in ``<data_dir>/keys`` (mode 0600, directory 0700), are generated
+on first start when absent and never enter the repository. ``HIE_TOKEN_SIGNING_KEY_ES256``,
+``HIE_TOKEN_SIGNING_KEY_RS256`` and ``HIE_AUDIT_SIGNING_KEY`` (PEM text) override the
+files, for deployments that inject secrets through the environment.
+
+Rotation (``hie admin rotate-keys``) writes a new key per algorithm; the newest signs,
+the previous one stays in the JWKS so tokens issued just before still verify. Audit
+keys are never deleted: old checkpoints must stay verifiable. Several processes share
+the directory; a process that meets an unknown ``kid`` reloads it.
+
+Spec: https://www.rfc-editor.org/rfc/rfc7517 (JWK), https://www.rfc-editor.org/rfc/rfc8037 (Ed25519)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from joserfc import jwk
+
+TOKEN_ALGS = ("ES256", "RS256")
+KEEP_TOKEN_KEYS = 2  # per algorithm: the signing key and its predecessor
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    alg: str
+    key: Any  # joserfc key (token keys) or cryptography Ed25519PrivateKey (audit)
+
+
+def _write_private(path: Path, pem: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+
+
+def _pem(private_key: Any) -> bytes:
+    return private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _new_kid(alg: str) -> str:
+    return f"{alg.lower()}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+class KeyStore:
+    def __init__(self, directory: Path, env: dict[str, str] | None = None) -> None:
+        self.dir = Path(directory)
+        self.env = dict(os.environ if env is None else env)
+        self._lock = threading.Lock()
+        self._token_keys: dict[str, SigningKey] = {}
+        self._audit_keys: dict[str, SigningKey] = {}
+        self.load()
+
+    # -- loading -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        with self._lock:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.dir, 0o700)
+            token: dict[str, SigningKey] = {}
+            audit: dict[str, SigningKey] = {}
+            for path in sorted(self.dir.glob("*.pem")):
+                kid = path.stem
+                alg = kid.split("-", 1)[0].upper()
+                pem = path.read_bytes()
+                if alg in TOKEN_ALGS:
+                    token[kid] = SigningKey(kid, alg, _import_jwk(pem, alg, kid))
+                elif alg == "ED25519":
+                    audit[kid] = SigningKey(kid, "Ed25519", serialization.load_pem_private_key(pem, None))
+            for alg in TOKEN_ALGS:
+                pem_env = self.env.get(f"HIE_TOKEN_SIGNING_KEY_{alg}")
+                if pem_env:
+                    kid = f"{alg.lower()}-env"
+                    token[kid] = SigningKey(kid, alg, _import_jwk(pem_env.encode(), alg, kid))
+            pem_env = self.env.get("HIE_AUDIT_SIGNING_KEY")
+            if pem_env:
+                audit["ed25519-env"] = SigningKey(
+                    "ed25519-env", "Ed25519", serialization.load_pem_private_key(pem_env.encode(), None)
+                )
+            self._token_keys, self._audit_keys = token, audit
+        missing = [alg for alg in TOKEN_ALGS if not any(k.alg == alg for k in token.values())]
+        if missing or not audit:
+            self._generate(missing, audit=not audit)
+            self.load()
+
+    def _generate(self, algs: list[str], *, audit: bool) -> None:
+        for alg in algs:
+            private = ec.generate_private_key(ec.SECP256R1()) if alg == "ES256" else rsa.generate_private_key(65537, 2048)
+            try:
+                _write_private(self.dir / f"{_new_kid(alg)}.pem", _pem(private))
+            except FileExistsError:  # another process won the race
+                pass
+        if audit:
+            private = ed25519.Ed25519PrivateKey.generate()
+            kid = _new_kid("Ed25519")
+            _write_private(self.dir / f"{kid}.pem", _pem(private))
+            (self.dir / f"{kid}.pub").write_bytes(private.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+    def rotate(self) -> list[str]:
+        """New token keys (both algorithms) and a new audit key; prune old token keys."""
+        self._generate(list(TOKEN_ALGS), audit=True)
+        for alg in TOKEN_ALGS:
+            files = sorted(self.dir.glob(f"{alg.lower()}-*.pem"))
+            for old in files[:-KEEP_TOKEN_KEYS]:
+                old.unlink()
+        self.load()
+        return [self.signing(alg).kid for alg in TOKEN_ALGS] + [self.audit_signing().kid]
+
+    # -- use -----------------------------------------------------------------------------
+
+    def signing(self, alg: str = "ES256") -> SigningKey:
+        keys = sorted((k for k in self._token_keys.values() if k.alg == alg), key=lambda k: k.kid)
+        env = [k for k in keys if k.kid.endswith("-env")]
+        return env[0] if env else keys[-1]
+
+    def verification(self, kid: str) -> SigningKey | None:
+        key = self._token_keys.get(kid)
+        if key is None:
+            self.load()  # rotated by another process
+            key = self._token_keys.get(kid)
+        return key
+
+    def jwks(self) -> dict[str, Any]:
+        keys = []
+        for k in sorted(self._token_keys.values(), key=lambda k: k.kid):
+            d = k.key.as_dict(private=False)
+            d.update({"kid": k.kid, "alg": k.alg, "use": "sig"})
+            keys.append(d)
+        return {"keys": keys}
+
+    def audit_signing(self) -> SigningKey:
+        env = self._audit_keys.get("ed25519-env")
+        return env or self._audit_keys[sorted(self._audit_keys)[-1]]
+
+    def audit_public(self, kid: str) -> ed25519.Ed25519PublicKey | None:
+        key = self._audit_keys.get(kid)
+        if key is None:
+            self.load()
+            key = self._audit_keys.get(kid)
+        if key is not None:
+            return key.key.public_key()
+        pub = self.dir / f"{kid}.pub"
+        if pub.exists():
+            return serialization.load_pem_public_key(pub.read_bytes())  # type: ignore[return-value]
+        return None
+
+
+def _import_jwk(pem: bytes, alg: str, kid: str) -> Any:
+    cls = jwk.ECKey if alg == "ES256" else jwk.RSAKey
+    return cls.import_key(pem, {"kid": kid, "alg": alg, "use": "sig"})
