@@ -65,13 +65,18 @@ class Feed:
             raise IngestRejected(error_text(err)) from None
 
     def _search(self, rtype: str, params: list[tuple[str, str]]) -> list[dict[str, Any]]:
-        """Read-only search as the system principal, through the same interaction the
-        REST API uses (a batch GET would do the same; see the report to the lead)."""
-        from hie.interactions import search as search_mod
-        from hie.principal import SYSTEM
+        """Search as the system principal with a batch GET through the public ingest
+        function (same interaction as ``GET [base]/Type?...``)."""
+        from urllib.parse import urlencode
 
-        with self.node.context(SYSTEM, write=False) as ctx:
-            body = search_mod.search(ctx, rtype, params)
+        url = f"{rtype}?{urlencode(params)}"
+        resp = self._run({"resourceType": "Bundle", "type": "batch",
+                          "entry": [{"request": {"method": "GET", "url": url}}]}, source="adapters:lookup")
+        entry = (resp.get("entry") or [{}])[0]
+        status = str(entry.get("response", {}).get("status", ""))
+        if not status.startswith("200"):
+            raise IngestRejected(f"lookup {url} answered {status}: {entry.get('response', {}).get('outcome')}")
+        body = entry.get("resource") or {}
         return [e["resource"] for e in body.get("entry") or ()
                 if e.get("resource", {}).get("resourceType") == rtype]
 

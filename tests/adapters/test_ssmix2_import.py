@@ -26,7 +26,7 @@ def _versions(node) -> dict[str, str]:  # noqa: ANN001
     out = {}
     with node.context(SYSTEM, write=False) as ctx:
         for rtype in TYPES:
-            body = search_mod.search(ctx, rtype, [("_count", "1000")])
+            body = search_mod.search_bundle(ctx, rtype, [("_count", "1000")])
             for e in body.get("entry") or ():
                 r = e["resource"]
                 out[f"{rtype}/{r['id']}"] = r["meta"]["versionId"]
@@ -35,7 +35,7 @@ def _versions(node) -> dict[str, str]:  # noqa: ANN001
 
 def _search(node, rtype: str, params: list[tuple[str, str]]) -> list[dict]:  # noqa: ANN001
     with node.context(SYSTEM, write=False) as ctx:
-        return [e["resource"] for e in search_mod.search(ctx, rtype, params).get("entry") or ()]
+        return [e["resource"] for e in search_mod.search_bundle(ctx, rtype, params).get("entry") or ()]
 
 
 @pytest.fixture
