@@ -95,4 +95,4 @@ def _load_builtin() -> None:
 
 
 #: Modules that register operations; a capability adds its module here.
-OPERATION_MODULES: list[str] = ["hie.identity.operations"]
+OPERATION_MODULES: list[str] = ["hie.identity.operations", "hie.enforcement.operations"]

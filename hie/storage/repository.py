@@ -127,7 +127,8 @@ class Repository:
         self.principal = principal
         self.registry = registry
         self.clock = clock or SystemClock()
-        self.access: AccessPredicate = (policy or OpenPolicy()).predicate(principal, conn)
+        self.policy: AccessPolicy = policy or OpenPolicy()
+        self.access: AccessPredicate = self.policy.predicate(principal, conn)
         self._patient_key = patient_key
         self.new_id = id_factory
         self.listeners = tuple(listeners)

@@ -1,0 +1,240 @@
+"""Operations of consent enforcement.
+
+* ``POST Patient/{id}/$break-glass`` (``reason``): an emergency clinician (role
+  ``emergency-clinician``) declares an emergency for a patient. For the configured time
+  (default 24 h) the clinician sees that patient's emergency dataset (allergies, active
+  problems, current medications, recent labs, demographics). Each declaration is stored,
+  audited like every call, listed for the patient and reported to the operator.
+* ``GET Patient/{id}/$break-glass-log``: the declarations about a patient, for the patient
+  themself and for operators.
+* ``GET /$break-glass-report``: every declaration in a period (operators).
+* ``GET|POST /$disaster-mode`` (``mode`` = on | off): the region-wide disaster switch
+  (operators): disaster-response accounts then see every patient's emergency dataset.
+* ``GET Patient/{id}/$consent-explain?facility=<code>[&resource=Type/id][&practitioner=id][&purpose=code]``:
+  for operators, which consent provisions permit or deny and why.
+
+Spec: https://hl7.org/fhir/R4/operations.html ; https://hl7.org/fhir/R4/consent.html
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select, update
+
+from consent.explain import explain
+from consent.request import ResourceFacts
+from hie.clock import instant
+from hie.enforcement.grants import parse_stored_consent
+from hie.enforcement.policy import DISASTER_SETTING, OPERATOR_ROLE, disaster_mode_on, principal_key
+from hie.enforcement.tables import break_glass as BG
+from hie.enforcement.tables import node_setting as S
+from hie.errors import Forbidden, InvalidRequest, NotFound
+from hie.fhir.naming import MEDICAL_INSTITUTION_SYSTEM
+from hie.interactions.context import Context
+from hie.interactions.operations import OperationCall, operation
+from hie.interactions.result import Result
+from hie.storage.tables import resource as R
+
+
+def param(call: OperationCall, name: str) -> str | None:
+    """A string parameter from the query, form, or a Parameters body."""
+    for k, v in call.params:
+        if k == name:
+            return v
+    body = call.body
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        for p in body.get("parameter") or []:
+            if p.get("name") == name:
+                for key, value in p.items():
+                    if key.startswith("value"):
+                        return str(value)
+    return None
+
+
+def _patient_row(ctx: Context, patient_id: str) -> tuple[int, str | None]:
+    """(pk, patient_key) of a Patient, looked up by the node itself (not the caller)."""
+    row = ctx.conn.execute(select(R.c.pk, R.c.patient_key).where(
+        R.c.res_type == "Patient", R.c.res_id == patient_id, R.c.deleted.is_(False))).first()
+    if row is None:
+        raise NotFound(f"Resource Patient/{patient_id} is not known")
+    return row[0], row[1]
+
+
+def _policy(ctx: Context) -> Any:
+    from consent.policy import DEFAULT_POLICY
+
+    return getattr(ctx.repo.policy, "policy", DEFAULT_POLICY)
+
+
+def _parameters(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": list(parts)}
+
+
+def _require_operator(ctx: Context) -> None:
+    if not (ctx.principal.is_system or OPERATOR_ROLE in ctx.principal.roles):
+        raise Forbidden("This operation is for operators")
+
+
+# -- break-the-glass ------------------------------------------------------------------
+
+
+@operation("break-glass", level="instance", types=("Patient",), write=True, allow_get=False)
+def break_glass_op(ctx: Context, call: OperationCall) -> Result:
+    p = ctx.principal
+    policy = _policy(ctx)
+    if not (p.roles & policy.emergency_roles):
+        raise Forbidden("Break-the-glass needs an emergency role (emergency-clinician)")
+    reason = (param(call, "reason") or "").strip()
+    if not reason:
+        raise InvalidRequest("Break-the-glass needs a reason", expression=["Parameters.parameter:reason"])
+    assert call.res_id
+    _pk, key = _patient_row(ctx, call.res_id)
+    if key is None:
+        raise NotFound(f"Resource Patient/{call.res_id} is not known")
+    now = ctx.repo.clock.now_us()
+    expires = now + int(policy.break_glass_duration.total_seconds() * 1_000_000)
+    ctx.conn.execute(insert(BG), {
+        "principal": principal_key(p), "organization": p.organization_id, "patient_key": key,
+        "patient_id": call.res_id, "reason": reason[:2000], "declared_at": now, "expires_at": expires,
+        "kind": "break-glass",
+    })
+    return Result(200, _parameters(
+        {"name": "patient", "valueReference": {"reference": f"Patient/{call.res_id}"}},
+        {"name": "declared", "valueInstant": instant(now)},
+        {"name": "expires", "valueInstant": instant(expires)},
+        {"name": "dataset", "valueString": ", ".join(sorted(policy.emergency_dataset.data_classes))},
+    ))
+
+
+def _declarations(ctx: Context, where: Any) -> list[dict[str, Any]]:
+    rows = ctx.conn.execute(select(BG).where(where).order_by(BG.c.declared_at.desc())).mappings().all()
+    return [
+        {"name": "declaration", "part": [
+            {"name": "who", "valueString": r["principal"]},
+            *([{"name": "facility", "valueString": r["organization"]}] if r["organization"] else []),
+            {"name": "patient", "valueReference": {"reference": f"Patient/{r['patient_id']}"}},
+            {"name": "reason", "valueString": r["reason"]},
+            {"name": "declared", "valueInstant": instant(r["declared_at"])},
+            {"name": "expires", "valueInstant": instant(r["expires_at"])},
+        ]}
+        for r in rows
+    ]
+
+
+@operation("break-glass-log", level="instance", types=("Patient",))
+def break_glass_log(ctx: Context, call: OperationCall) -> Result:
+    assert call.res_id
+    _pk, key = _patient_row(ctx, call.res_id)
+    p = ctx.principal
+    own = False
+    if p.kind == "patient" and p.patient_id:
+        own_row = ctx.conn.execute(select(R.c.patient_key).where(
+            R.c.res_type == "Patient", R.c.res_id == p.patient_id)).scalar_one_or_none()
+        own = own_row is not None and own_row == key
+    if not (own or p.is_system or OPERATOR_ROLE in p.roles):
+        # Not the patient, not an operator: answer as if the patient were unknown.
+        raise NotFound(f"Resource Patient/{call.res_id} is not known")
+    return Result(200, _parameters(*_declarations(ctx, BG.c.patient_key == key)))
+
+
+@operation("break-glass-report", level="system")
+def break_glass_report(ctx: Context, call: OperationCall) -> Result:
+    _require_operator(ctx)
+    since = param(call, "since")
+    cond = BG.c.pk.isnot(None)
+    if since:
+        from hie.clock import parse_instant_us
+
+        try:
+            cond = BG.c.declared_at >= parse_instant_us(since)
+        except ValueError:
+            raise InvalidRequest(f"since must be a date or instant, got {since!r}", expression=["since"]) from None
+    return Result(200, _parameters(*_declarations(ctx, cond)))
+
+
+# -- disaster mode --------------------------------------------------------------------
+
+
+def set_disaster_mode(conn: Any, on: bool, *, by: str, now: int) -> None:
+    value = "on" if on else "off"
+    if conn.execute(select(S.c.name).where(S.c.name == DISASTER_SETTING)).first():
+        conn.execute(update(S).where(S.c.name == DISASTER_SETTING).values(value=value, changed_at=now, changed_by=by))
+    else:
+        conn.execute(insert(S), {"name": DISASTER_SETTING, "value": value, "changed_at": now, "changed_by": by})
+
+
+@operation("disaster-mode", level="system", write=True)
+def disaster_mode(ctx: Context, call: OperationCall) -> Result:
+    _require_operator(ctx)
+    if call.method == "POST":
+        mode = (param(call, "mode") or "").lower()
+        if mode not in ("on", "off"):
+            raise InvalidRequest("mode must be 'on' or 'off'", expression=["Parameters.parameter:mode"])
+        set_disaster_mode(ctx.conn, mode == "on", by=principal_key(ctx.principal), now=ctx.repo.clock.now_us())
+    on = disaster_mode_on(ctx.conn)
+    return Result(200, _parameters({"name": "mode", "valueCode": "on" if on else "off"}))
+
+
+# -- $consent-explain -----------------------------------------------------------------
+
+
+def _org_id_for_code(ctx: Context, code: str) -> str:
+    from hie.search.tables import search_token as T
+
+    row = ctx.conn.execute(
+        select(R.c.res_id).join(T, T.c.resource_pk == R.c.pk).where(
+            R.c.res_type == "Organization", R.c.deleted.is_(False), T.c.param == "identifier",
+            T.c.system == MEDICAL_INSTITUTION_SYSTEM, T.c.code == code)).first()
+    if row is None:
+        raise NotFound(f"No facility with medical-institution code {code}", expression=["facility"])
+    return row[0]
+
+
+@operation("consent-explain", level="instance", types=("Patient",))
+def consent_explain(ctx: Context, call: OperationCall) -> Result:
+    _require_operator(ctx)
+    assert call.res_id
+    facility = param(call, "facility")
+    if not facility:
+        raise InvalidRequest("facility (10-digit medical-institution code) is required", expression=["facility"])
+    _pk, key = _patient_row(ctx, call.res_id)
+    org_id = _org_id_for_code(ctx, facility)
+    rows = ctx.conn.execute(select(R.c.content).where(
+        R.c.res_type == "Consent", R.c.patient_key == key, R.c.deleted.is_(False))).all()
+    consents = [parse_stored_consent(orjson.loads(c), key) for (c,) in rows]
+    facts = None
+    ref = param(call, "resource")
+    if ref:
+        rtype, _, rid = ref.partition("/")
+        row = ctx.conn.execute(select(R.c.content, R.c.patient_key, R.c.custodian).where(
+            R.c.res_type == rtype, R.c.res_id == rid, R.c.deleted.is_(False))).first()
+        if row is None or row[1] != key:
+            raise NotFound(f"{ref} is not a record of Patient/{call.res_id}", expression=["resource"])
+        custodian = row[2] or ""
+        try:
+            custodian = _org_id_for_code(ctx, custodian) if custodian else ""
+        except NotFound:
+            pass
+        facts = ResourceFacts.from_resource(orjson.loads(row[0]), patient=key, custodian=custodian)
+    now = datetime.fromtimestamp(ctx.repo.clock.now_us() / 1_000_000, timezone.utc)
+    result = explain(key, org_id, consents, now=now, viewer_practitioner=param(call, "practitioner"),
+                     purpose=param(call, "purpose") or "TREAT", resource=facts, policy=_policy(ctx))
+    parts: list[dict[str, Any]] = [{"name": "explanation", "valueString": result.render()}]
+    if result.decision is not None:
+        parts.append({"name": "decision", "valueCode": "permit" if result.decision.allowed else "deny"})
+    for finding in result.consents:
+        parts.append({"name": "consent", "part": [
+            {"name": "consent", "valueString": finding.consent_id or ""},
+            {"name": "status", "valueCode": finding.status},
+            {"name": "inEffect", "valueBoolean": finding.in_effect},
+            *({"name": "provision", "part": [
+                {"name": "path", "valueString": pf.path},
+                {"name": "effect", "valueCode": pf.effect},
+                {"name": "applies", "valueBoolean": pf.applies},
+                {"name": "why", "valueString": pf.why},
+            ]} for pf in finding.provisions),
+        ]})
+    return Result(200, _parameters(*parts))
