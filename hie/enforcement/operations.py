@@ -81,7 +81,8 @@ def _require_operator(ctx: Context) -> None:
 # -- break-the-glass ------------------------------------------------------------------
 
 
-@operation("break-glass", level="instance", types=("Patient",), write=True, allow_get=False)
+# A declaration is about reading (it opens read access), so it needs the read scope only.
+@operation("break-glass", level="instance", types=("Patient",), write=True, allow_get=False, scope="r")
 def break_glass_op(ctx: Context, call: OperationCall) -> Result:
     p = ctx.principal
     policy = _policy(ctx)

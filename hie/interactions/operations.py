@@ -42,6 +42,7 @@ class Operation:
     write: bool = False  # needs a write transaction
     allow_get: bool = True
     definition: str | None = None  # canonical OperationDefinition URL
+    scope: str | None = None  # SMART permission letters it needs on its type; default r, or cu if write
 
 
 _REGISTRY: dict[tuple[str, str], list[Operation]] = {}
@@ -49,11 +50,11 @@ _REGISTRY: dict[tuple[str, str], list[Operation]] = {}
 
 def operation(
     name: str, *, level: str, types: tuple[str, ...] | None = None, write: bool = False,
-    allow_get: bool = True, definition: str | None = None,
+    allow_get: bool = True, definition: str | None = None, scope: str | None = None,
 ) -> Callable[[OperationFn], OperationFn]:
     def register(fn: OperationFn) -> OperationFn:
         _REGISTRY.setdefault((name, level), []).append(
-            Operation(name, level, types, fn, write, allow_get, definition)
+            Operation(name, level, types, fn, write, allow_get, definition, scope)
         )
         return fn
 
@@ -95,4 +96,8 @@ def _load_builtin() -> None:
 
 
 #: Modules that register operations; a capability adds its module here.
-OPERATION_MODULES: list[str] = ["hie.identity.operations", "hie.enforcement.operations"]
+OPERATION_MODULES: list[str] = [
+    "hie.interactions.everything",
+    "hie.identity.operations",
+    "hie.enforcement.operations",
+]

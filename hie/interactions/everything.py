@@ -1,0 +1,42 @@
+"""``Patient/{id}/$everything``: the patient and every resource in their compartment.
+
+Built on the compartment search, so the caller's access predicate applies to every row,
+to the total and to the paging links exactly as for any search; a patient the caller
+cannot see answers 404. Supported inputs: ``_count``, ``_offset`` (paging), ``_since``
+(resources updated since an instant) and ``_type`` (comma-separated resource types).
+The Patient itself is the first entry of the first page.
+
+Spec: https://hl7.org/fhir/R4/patient-operation-everything.html
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from hie.interactions.context import Context
+from hie.interactions.operations import OperationCall, operation
+from hie.interactions.result import Result
+
+PASSED = ("_count", "_offset", "_type")
+
+
+@operation("everything", level="instance", types=("Patient",),
+           definition="http://hl7.org/fhir/OperationDefinition/Patient-everything")
+def everything(ctx: Context, call: OperationCall) -> Result:
+    from hie.interactions.search import search_bundle
+
+    assert call.res_id
+    patient = ctx.repo.read("Patient", call.res_id)  # 404 / 410 exactly as a read
+    params = [(k, v) for k, v in call.params if k in PASSED]
+    since = next((v for k, v in call.params if k == "_since"), None)
+    if since:
+        params.append(("_lastUpdated", f"ge{since}"))
+    bundle = search_bundle(ctx, None, params, compartment=("Patient", call.res_id))
+    first_page = not any(k == "_offset" and v not in ("", "0") for k, v in call.params)
+    types = {t for k, v in call.params if k == "_type" for t in v.split(",")}
+    if first_page and (not types or "Patient" in types):
+        entry = {"fullUrl": ctx.full_url("Patient", call.res_id), "resource": orjson.Fragment(patient.content),
+                 "search": {"mode": "match"}}
+        bundle["entry"] = [entry] + [e for e in bundle["entry"]
+                                     if e.get("fullUrl") != entry["fullUrl"]]
+    return Result(200, bundle)
