@@ -631,6 +631,23 @@ class IdentityService:
 
     # -- cross-references (PIXm) -----------------------------------------------------------
 
+    def follow_consent_grants(self, conn: Connection, old: str, new: str, moved: list[str] | None) -> None:
+        """Rekey listener: compiled consent grants (:mod:`hie.enforcement.grants`) are keyed
+        by person too. A whole person moves with the grants table's own re-key; when only
+        some records move, the Consents now under ``new`` are recompiled from their rows."""
+        try:
+            from hie.enforcement import grants
+        except ImportError:  # consent enforcement not installed
+            return
+        if moved is None:
+            grants.rekey(conn, old, new)
+            return
+        rows = conn.execute(select(R.c.pk, R.c.res_type, R.c.res_id, R.c.version_id, R.c.last_updated, R.c.deleted,
+                                   R.c.content).where(R.c.res_type == "Consent", R.c.patient_key == new,
+                                                      R.c.deleted.is_(False))).all()
+        if rows:
+            grants.on_write(self._repo(conn), [WriteResult("updated", Stored(*row)) for row in rows])
+
     def same_person(self, conn: Connection, patient_ids: list[str]) -> list[str]:
         """Every Patient id (local and regional) of the persons of ``patient_ids``."""
         keys = {self.person_of(conn, pid) for pid in patient_ids if store.person_key_of(conn, pid)}
@@ -646,6 +663,7 @@ def install(node: Any, config: IdentityConfig | None = None) -> IdentityService:
     if config is None:
         config = IdentityConfig.from_env({**os.environ, **getattr(node.settings, "extra", {})})
     service = IdentityService(node, config)
+    service.rekey_listeners.append(service.follow_consent_grants)
     node.patient_key_resolver = service.patient_key
     node.write_listeners.append(service)
     node.identity = service

@@ -147,17 +147,21 @@ def test_staff_actions_need_a_staff_role(node):
 
     from hie.api.app import create_app
 
-    clerk = Principal(kind="user", name="clerk", user_id="clerk", organization_id="org-a")
-    staff = Principal(kind="user", name="staff", user_id="staff", roles=frozenset({"identity-staff"}))
+    scopes = frozenset({"user/Patient.cruds"})
+    clerk = Principal(kind="user", name="clerk", user_id="clerk", organization_id="org-a", scopes=scopes)
+    staff = Principal(kind="user", name="staff", user_id="staff", roles=frozenset({"identity-staff"}),
+                      scopes=scopes)
     with node.context(staff, write=True) as ctx:
         ctx.repo.create(patient("a1", HOSPITAL_A, "0001234"), res_id="a1")
         ctx.repo.create(other_person("x1", CLINIC_B, "1"), res_id="x1")
     for principal, status in ((clerk, 403), (staff, 200)):
-        app = create_app(node, authenticate=lambda _r, p=principal: p)
+        app = create_app(node, authenticate=lambda _r, p=principal: p, audit=False)
         with TestClient(app, base_url="http://testserver") as c:
             r = c.post("/fhir/Patient/$merge", json={"resourceType": "Parameters", "parameter": [
                 ref("source-patient", "x1"), ref("target-patient", "a1")]})
             assert r.status_code == status, r.text
+            if status == 403:
+                assert "identity-staff" in r.json()["issue"][0]["diagnostics"]
     with node.engine.connect() as conn:
         (actor,) = conn.execute(select(identity_event.c.actor)).scalars()
     assert actor == "staff"
