@@ -34,6 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from hie.storage.db import write_tx
 from hie.auth.server import HieAuthorizationServer, HieRequest, smart_configuration
 from hie.auth.service import AuthService
 from hie.auth.users import LoginFailed, login
@@ -195,7 +196,7 @@ def auth_router(node: Any) -> APIRouter:
                 return _answer(server.create_authorization_response(oauth_req, grant_user=None, grant=grant))
             username = form.get("username", "")
             try:
-                with node.engine.begin() as conn:
+                with write_tx(node.engine) as conn:
                     try:
                         user = login(conn, svc.box, username=username, password=form.get("password", ""),
                                      code=form.get("otp", ""), now_us=int(time.time() * 1_000_000))

@@ -55,6 +55,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hie.auth import scopes as sc
+from hie.storage.db import write_tx
 from hie.auth.clients import ASSERTION_ALGS, Client, add_client, get_client
 from hie.auth.tables import auth_code as AC
 from hie.auth.tables import auth_jti as J
@@ -98,7 +99,7 @@ class HieRequest(OAuth2Request):
 
     def __init__(self, method: str, uri: str, headers: dict[str, str], args: list[tuple[str, str]],
                  form: list[tuple[str, str]], *, fhir_base: str, json: Any = None) -> None:
-        super().__init__(method, uri, headers)
+        super().__init__(method, uri, headers=headers)
         self._args = dict(args)
         self._form = dict(form)
         self.payload = _Payload(args + form)
@@ -232,7 +233,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         exp = int(claims.get("exp", time.time() + 300))
         now_us = int(time.time() * 1_000_000)
         try:
-            with node.engine.begin() as conn:
+            with write_tx(node.engine) as conn:
                 conn.execute(J.delete().where(J.c.expires < now_us))
                 conn.execute(insert(J), {"client_id": claims["sub"], "jti": str(jti)[:256],
                                          "expires": (exp + self.leeway) * 1_000_000})
@@ -272,7 +273,8 @@ class CodeGrant(AuthorizationCodeGrant):
         redirect_uri = super().validate_authorization_request()
         aud = self.request.payload.data.get("aud")
         if aud is not None and aud.rstrip("/") != self.request.fhir_base:
-            raise InvalidRequestError(f"aud must be this server's FHIR base URL {self.request.fhir_base}")
+            raise InvalidRequestError(f"aud must be this server's FHIR base URL {self.request.fhir_base}",
+                                      redirect_uri=redirect_uri, state=self.request.payload.state)
         return redirect_uri
 
     def save_authorization_code(self, code: str, request: Any) -> None:
@@ -281,7 +283,7 @@ class CodeGrant(AuthorizationCodeGrant):
         scope = sc.grant(request.payload.scope, client.scope, contexts=contexts_for_user(user))
         data = request.payload.data
         now_us = int(time.time() * 1_000_000)
-        with self.server.node.engine.begin() as conn:
+        with write_tx(self.server.node.engine) as conn:
             conn.execute(insert(AC), {
                 "code_hash": hashlib.sha256(code.encode()).hexdigest(), "client_id": client.client_id,
                 "user_id": user.user_id, "redirect_uri": request.payload.redirect_uri or "",
@@ -293,7 +295,7 @@ class CodeGrant(AuthorizationCodeGrant):
     def query_authorization_code(self, code: str, client: Client) -> AuthCode | None:
         h = hashlib.sha256(code.encode()).hexdigest()
         now_us = int(time.time() * 1_000_000)
-        with self.server.node.engine.begin() as conn:
+        with write_tx(self.server.node.engine) as conn:
             # Consume first: a code works once, even under concurrent redemption.
             n = conn.execute(update(AC).where(
                 AC.c.code_hash == h, AC.c.client_id == client.client_id, AC.c.used.is_(False), AC.c.expires > now_us,
@@ -335,7 +337,7 @@ class RefreshGrant(RefreshTokenGrant):
         return user.with_launch(refresh_token.patient_id, refresh_token.claims.get("auth_time"))
 
     def revoke_old_credential(self, refresh_token: StoredToken) -> None:
-        with self.server.node.engine.begin() as conn:
+        with write_tx(self.server.node.engine) as conn:
             TokenService.revoke(conn, refresh_token.token_key)
 
 
@@ -427,7 +429,7 @@ class Revocation(_TokenLookup, RevocationEndpoint):
     CLIENT_AUTH_METHODS = TOKEN_AUTH_METHODS
 
     def revoke_token(self, token: StoredToken, request: Any) -> None:
-        with self.server.node.engine.begin() as conn:
+        with write_tx(self.server.node.engine) as conn:
             TokenService.revoke(conn, token.token_key)
 
 
@@ -440,7 +442,9 @@ class Registration(ClientRegistrationEndpoint):
 
     def get_server_metadata(self) -> dict[str, Any]:
         req = self.server.current_request()
-        return smart_configuration(self.server.svc, req.fhir_base)
+        meta = smart_configuration(self.server.svc, req.fhir_base)
+        meta.pop("scopes_supported")  # SMART scopes are open-ended (any type, any letters)
+        return meta
 
     def generate_client_secret(self, request: Any) -> str | None:
         method = (request.payload.data or {}).get("token_endpoint_auth_method", "private_key_jwt")
@@ -450,13 +454,20 @@ class Registration(ClientRegistrationEndpoint):
             return secrets.token_urlsafe(32)
         return None
 
+    def generate_client_info(self, request: Any) -> dict[str, Any]:
+        info = super().generate_client_info(request)
+        if not info.get("client_secret"):
+            info.pop("client_secret", None)
+            info.pop("client_secret_expires_at", None)
+        return info
+
     def save_client(self, client_info: dict[str, Any], client_metadata: dict[str, Any], request: Any) -> Client:
         data = request.payload.data or {}
         grants = client_metadata.get("grant_types") or ["authorization_code"]
         method = client_metadata.get("token_endpoint_auth_method", "private_key_jwt")
         kind = "backend" if "client_credentials" in grants else ("public" if method == "none" else "confidential")
         try:
-            with self.server.node.engine.begin() as conn:
+            with write_tx(self.server.node.engine) as conn:
                 client, _ = add_client(
                     conn, client_id=client_info["client_id"], name=client_metadata.get("client_name") or client_info["client_id"],
                     kind=kind, auth_method=method, scope=client_metadata.get("scope") or "",
@@ -469,9 +480,6 @@ class Registration(ClientRegistrationEndpoint):
             from authlib.oauth2.rfc7591.errors import InvalidClientMetadataError
 
             raise InvalidClientMetadataError(str(exc)) from exc
-        if not client_info.get("client_secret"):
-            client_info.pop("client_secret", None)
-            client_info.pop("client_secret_expires_at", None)
         return client
 
 
@@ -541,7 +549,7 @@ class HieAuthorizationServer(AuthorizationServer):
         if purpose == "ETREAT":
             raise InvalidRequestError("Emergency access (ETREAT) is not available through this grant")
         now = int(time.time())
-        with self.node.engine.begin() as conn:
+        with write_tx(self.node.engine) as conn:
             refresh = None
             parent = None
             if user is not None and include_refresh_token and ({"offline_access", "online_access"} & set(granted)):

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from hie.storage.db import write_tx
 from hie.auth.clients import Client, add_client, get_client
 from hie.auth.keys import KeyStore
 from hie.auth.passwords import SecretBox
@@ -105,7 +106,7 @@ class AuthService:
     ) -> Issued:
         """An access token for a registered backend client (or the node's own), with the
         requested scopes narrowed to what the client may have."""
-        with self.node.engine.begin() as conn:
+        with write_tx(self.node.engine) as conn:
             client = self.ensure_local_client(conn) if client_id in (None, LOCAL_CLIENT_ID) else get_client(conn, client_id)
             if client is None or not client.active:
                 raise LookupError(f"no active client {client_id!r}")
