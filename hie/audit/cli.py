@@ -1,0 +1,55 @@
+"""``hie audit``: verify the tamper-evident audit trail, replay journals, checkpoint.
+
+Spec: https://profiles.ihe.net/ITI/BALP/ ; ADR docs/adr/0002-auth-and-audit.md
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+audit_app = typer.Typer(help="Audit trail: verify the hash chain and signed checkpoints.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _node():  # noqa: ANN202
+    from hie.app import Node
+
+    node = Node.open()
+    node.upgrade()
+    return node
+
+
+@audit_app.command("verify")
+def verify() -> None:
+    """Check every audit record against the chain and the signed checkpoints; exit 1 on any problem."""
+    from hie.audit.chain import verify as do_verify
+    from hie.auth.service import AuthService
+
+    node = _node()
+    try:
+        with node.engine.connect() as conn:
+            report = do_verify(conn, AuthService.for_node(node).keys)
+    finally:
+        node.close()
+    for problem in report.problems:
+        console.print(f"[red]TAMPERED[/] {problem}")
+    if report.ok:
+        console.print(f"[green]OK[/]: {report.records} records, {report.checkpoints} signed checkpoints, chain intact.")
+        return
+    console.print(f"[red]{len(report.problems)} problem(s)[/] in {report.records} records.")
+    raise typer.Exit(code=1)
+
+
+@audit_app.command("flush")
+def flush() -> None:
+    """Replay audit journals left by stopped processes into the trail."""
+    from hie.audit.recorder import AuditRecorder
+
+    node = _node()
+    try:
+        rec = AuditRecorder(node, interval=None)  # replays on start
+        rec.flush()
+    finally:
+        node.close()
+    console.print("Audit journals replayed.")
