@@ -76,6 +76,13 @@ def serve(
     node.upgrade()
     if not no_demo and not _has_data(node):
         load_demo(node)
+    if not no_demo:
+        from hie.auth.demo import provision
+
+        creds = provision(node)
+        if creds.exists():
+            console.print(f"[bold]Demo credentials[/] ({creds}):")
+            console.print(creds.read_text(), markup=False)
     console.print(f"Database: {node.engine.url.render_as_string()}")
     console.print(f"FHIR base: http://{host}:{port}/fhir   (CapabilityStatement: /fhir/metadata)")
     node.close()
@@ -155,6 +162,17 @@ def _register_adapters() -> None:
 
 
 _register_adapters()
+
+
+def _register_auth_and_audit() -> None:
+    from hie.audit.cli import audit_app
+    from hie.auth.cli import admin_app
+
+    app.add_typer(admin_app, name="admin")
+    app.add_typer(audit_app, name="audit")
+
+
+_register_auth_and_audit()
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,0 +1,183 @@
+"""``hie admin``: the operator's commands for participants, credentials and keys.
+
+| command | what |
+|---|---|
+| ``add-facility`` | an ``Organization`` with its 10-digit code, kind, network role, region |
+| ``add-user`` | a person with password + TOTP (prints the enrolment URI and recovery codes) |
+| ``reset-user`` | new password, TOTP seed and recovery codes; unlock |
+| ``add-client`` | a hospital system (JWKS file or URL) or an app; prints the client id |
+| ``rotate-keys`` | new token-signing and audit-checkpoint keys |
+| ``token`` | an access token for scripts (``--client ID --scope "..."``) |
+| ``renew-registrations`` | extend registered physicians to the new fiscal year |
+
+Spec: https://hl7.org/fhir/smart-app-launch/backend-services.html ; ADR docs/adr/0002-auth-and-audit.md
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+admin_app = typer.Typer(help="Participants, credentials and keys (operator).", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+
+def _node():  # noqa: ANN202
+    from hie.app import Node
+
+    node = Node.open()
+    node.upgrade()
+    return node
+
+
+@admin_app.command("add-facility")
+def add_facility(
+    code: str = typer.Option(..., help="10-digit medical-institution code."),
+    name: str = typer.Option(..., help="Facility name."),
+    kind: str = typer.Option("clinic", help="hospital | clinic | dental-clinic | pharmacy | care-facility | imaging-centre | lab-centre"),
+    role: str = typer.Option("both", help="Role in the network: disclosing | viewing | both."),
+    region: str = typer.Option(..., help="Region (prefecture or secondary medical area)."),
+    fid: str = typer.Option(None, "--id", help="Organization id (default: org-<code>)."),
+) -> None:
+    """Register a facility as an Organization resource."""
+    from hie.auth.registry import facility
+    from hie.ingest import ingest_bundle
+
+    res = facility(fid=fid or f"org-{code}", code=code, name=name, kind=kind, role=role, region=region)
+    node = _node()
+    try:
+        ingest_bundle(node, {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": res, "request": {"method": "PUT", "url": f"Organization/{res['id']}"}}]}, source="hie admin")
+    finally:
+        node.close()
+    out.print(f"Organization/{res['id']} ({code} {name})")
+
+
+@admin_app.command("add-user")
+def add_user_cmd(
+    username: str = typer.Argument(...),
+    name: str = typer.Option(..., help="Display name."),
+    kind: str = typer.Option("practitioner", help="practitioner | staff | patient | operator"),
+    facility: str = typer.Option(None, help="Medical-institution code of the facility they act for."),
+    practitioner: str = typer.Option(None, help="Practitioner resource id (clinicians)."),
+    patient: str = typer.Option(None, help="Patient resource id (patients)."),
+    role: list[str] = typer.Option([], help="Extra roles (repeatable), e.g. emergency, identity-staff."),
+) -> None:
+    """Add a person; prints the password, the TOTP enrolment URI and recovery codes once."""
+    from hie.auth.service import AuthService
+    from hie.auth.users import add_user
+    from hie.storage.db import write_tx
+
+    node = _node()
+    try:
+        with write_tx(node.engine) as conn:
+            e = add_user(conn, AuthService.for_node(node).box, username=username, display_name=name, kind=kind,
+                         organization_code=facility, practitioner_id=practitioner, patient_id=patient,
+                         roles=list(role), now_us=node.clock.now_us())
+    finally:
+        node.close()
+    _print_enrolment(e)
+
+
+def _print_enrolment(e) -> None:  # noqa: ANN001
+    typer.echo(f"user:      {e.user.username} ({e.user.kind}, id {e.user.user_id})")
+    typer.echo(f"password:  {e.password}")
+    typer.echo(f"TOTP URI:  {e.totp_uri}")
+    typer.echo("recovery:  " + " ".join(e.recovery_codes))
+
+
+@admin_app.command("reset-user")
+def reset_user_cmd(username: str = typer.Argument(...)) -> None:
+    """New password, TOTP seed and recovery codes; clears a lock."""
+    from hie.auth.service import AuthService
+    from hie.auth.users import reset_user
+    from hie.storage.db import write_tx
+
+    node = _node()
+    try:
+        with write_tx(node.engine) as conn:
+            e = reset_user(conn, AuthService.for_node(node).box, username)
+    finally:
+        node.close()
+    _print_enrolment(e)
+
+
+@admin_app.command("add-client")
+def add_client_cmd(
+    name: str = typer.Option(...),
+    kind: str = typer.Option("backend", help="backend | confidential | public"),
+    jwks: Path = typer.Option(None, exists=True, help="JWKS file with the client's public keys."),
+    jwks_uri: str = typer.Option(None, help="URL of the client's JWKS."),
+    scope: str = typer.Option("system/*.rs", help="The most this client may be granted."),
+    facility: str = typer.Option(None, help="Medical-institution code of the facility it acts for."),
+    redirect_uri: list[str] = typer.Option([], help="Redirect URIs (apps)."),
+    auth_method: str = typer.Option(None, help="private_key_jwt | client_secret_basic | none"),
+    role: list[str] = typer.Option([], help="Roles, e.g. operator, resource-server."),
+) -> None:
+    """Register a client; prints its client id (and secret, for secret-authenticated apps)."""
+    from hie.auth.clients import add_client
+    from hie.storage.db import write_tx
+
+    node = _node()
+    try:
+        with write_tx(node.engine) as conn:
+            client, secret = add_client(
+                conn, name=name, kind=kind, scope=scope, jwks=json.loads(jwks.read_text()) if jwks else None,
+                jwks_uri=jwks_uri, redirect_uris=list(redirect_uri), organization_code=facility,
+                auth_method=auth_method, roles=list(role), now_us=node.clock.now_us(),
+            )
+    finally:
+        node.close()
+    typer.echo(client.client_id)
+    if secret:
+        typer.echo(f"secret: {secret}")
+
+
+@admin_app.command("rotate-keys")
+def rotate_keys() -> None:
+    """New signing keys; the previous token keys stay published until the next rotation."""
+    from hie.auth.service import AuthService
+
+    node = _node()
+    try:
+        kids = AuthService.for_node(node).keys.rotate()
+    finally:
+        node.close()
+    out.print("signing with: " + ", ".join(kids))
+
+
+@admin_app.command("token")
+def token(
+    client: str = typer.Option(None, "--client", help="Client id (default: the node's own client)."),
+    scope: str = typer.Option("system/*.rs", help="Scopes, e.g. 'system/Patient.rs system/Observation.rs'."),
+    expires_in: int = typer.Option(300, help="Lifetime in seconds."),
+) -> None:
+    """Print an access token for scripts."""
+    from hie.auth.service import AuthService
+
+    node = _node()
+    try:
+        issued = AuthService.for_node(node).token_for_client(client, scope, expires_in=expires_in)
+    except (LookupError, ValueError) as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(code=1) from exc
+    finally:
+        node.close()
+    typer.echo(issued.token)
+
+
+@admin_app.command("renew-registrations")
+def renew() -> None:
+    """Extend registered physicians (not withdrawn) to 31 March of the current fiscal year."""
+    from hie.auth.registry import renew_registrations
+
+    node = _node()
+    try:
+        n = renew_registrations(node)
+    finally:
+        node.close()
+    out.print(f"renewed {n} registration(s)")
