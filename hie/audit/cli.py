@@ -41,6 +41,20 @@ def verify() -> None:
     raise typer.Exit(code=1)
 
 
+@audit_app.command("flusher")
+def flusher(interval: float = typer.Option(0.2, help="Seconds between passes.")) -> None:
+    """Run the external audit flusher (with HIE_AUDIT_FLUSHER=external on the servers):
+    stores, indexes and chains the journals the serving processes close."""
+    from hie.audit.recorder import AuditRecorder
+
+    node = _node()
+    console.print(f"audit flusher: storing journals from {node.settings.data_dir / 'audit-journal'}")
+    try:
+        AuditRecorder(node, interval=interval, store=True).run_external()
+    finally:
+        node.close()
+
+
 @audit_app.command("flush")
 def flush() -> None:
     """Replay audit journals left by stopped processes into the trail."""

@@ -45,7 +45,7 @@ _LOCK = threading.Lock()
 
 class AuditRecorder:
     def __init__(self, node: Any, *, interval: float | None = 0.2, max_batch: int = 2000,
-                 sync: str | None = None) -> None:
+                 sync: str | None = None, store: bool | None = None) -> None:
         from hie.auth.service import AuthService
 
         self.node = node
@@ -56,6 +56,10 @@ class AuditRecorder:
         self.interval = interval
         self.max_batch = max_batch
         self.sync = (sync or os.environ.get("HIE_AUDIT_SYNC", "process")).lower()
+        #: False: this process only writes and rotates journals; a separate flusher
+        #: process (``hie audit flusher``) stores them, so the serving process spends
+        #: no CPU on storing, indexing and chaining (HIE_AUDIT_FLUSHER=external).
+        self.store = store if store is not None else os.environ.get("HIE_AUDIT_FLUSHER", "thread") != "external"
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
@@ -65,7 +69,8 @@ class AuditRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_recover = 0.0
-        self.recover()
+        if self.store:
+            self.recover()
         if interval is not None:
             atexit.register(self.close)
 
@@ -116,6 +121,9 @@ class AuditRecorder:
                 fd, path = self._fd, self._path
                 self._fd = self._path = None
             if fd is None:
+                return 0
+            if not self.store:
+                os.close(fd)  # rotate: the closed journal is the external flusher's to store
                 return 0
             try:
                 if batch:
@@ -170,7 +178,7 @@ class AuditRecorder:
                 log.exception("audit journal %s could not be replayed; kept", path)
             finally:
                 os.close(fd)
-        if done:
+        if done and self.interval is None:
             log.warning("replayed %d audit events from journals of stopped processes", done)
         self._last_recover = time.monotonic()
         return done
@@ -191,10 +199,20 @@ class AuditRecorder:
             self._wake.clear()
             try:
                 self.flush()
-                if time.monotonic() - self._last_recover > 30:
+                if self.store and time.monotonic() - self._last_recover > 30:
                     self.recover()
             except Exception:  # noqa: BLE001
                 log.exception("audit flusher")
+
+    def run_external(self, stop: threading.Event | None = None) -> None:
+        """The external flusher's loop: store journals that their writers have closed."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            try:
+                self.recover()
+            except Exception:  # noqa: BLE001
+                log.exception("audit flusher")
+            stop.wait(self.interval or 0.2)
 
     def close(self) -> None:
         self._stop.set()

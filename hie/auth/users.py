@@ -139,7 +139,11 @@ class LoginFailed(Exception):
 def login(
     conn: Connection, box: pw.SecretBox, *, username: str, password: str, code: str, now_us: int,
 ) -> User:
-    """Check both factors; count failures and lock; consume a TOTP step or recovery code."""
+    """Check both factors; count failures and lock; consume a TOTP step or recovery code.
+
+    On failure the failure count has been updated on ``conn`` before :class:`LoginFailed`
+    is raised: the caller must commit it (catch inside the transaction), or lockout
+    would never happen."""
     row = conn.execute(select(U).where(U.c.username == username)).first()
     if row is None:
         pw.dummy_verify(password)
