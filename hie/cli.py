@@ -134,6 +134,7 @@ def load(
 def reindex() -> None:
     """Rebuild every search index from the stored resources."""
     from hie.search.indexer import reindex as do_reindex
+    from hie.storage.db import write_tx
 
     node = _node()
     node.upgrade()
@@ -144,7 +145,7 @@ def reindex() -> None:
         def cb(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        n = do_reindex(node.engine.begin, node.registry, progress=cb)
+        n = do_reindex(lambda: write_tx(node.engine), node.registry, progress=cb)
     console.print(f"Reindexed {n} resources.")
     node.close()
 
