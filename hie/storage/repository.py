@@ -247,6 +247,8 @@ class Repository:
     def _write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
         from hie.search.indexer import delete_index, write_index_many
 
+        self._key_cache: dict[str, str] = {}
+
         now = self.clock.now_us()
         keys = [(w.res_type, w.res_id) for w in writes if w.kind != "create" and w.res_id]
         existing = self._fetch_current(keys)
@@ -384,7 +386,14 @@ class Repository:
     # -- helpers -----------------------------------------------------------------------
 
     def _key(self, patient_ref: str | None) -> str | None:
-        return self._patient_key(self.conn, patient_ref) if patient_ref else None
+        """Regional key of a local Patient id, cached for the current write batch (a bundle
+        is usually about one patient; re-keying happens in listeners, after the batch)."""
+        if not patient_ref:
+            return None
+        key = self._key_cache.get(patient_ref)
+        if key is None:
+            key = self._key_cache[patient_ref] = self._patient_key(self.conn, patient_ref)
+        return key
 
     def _fetch_current(self, keys: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str], Stored]:
         keys = [k for k in dict.fromkeys(keys) if k[1]]
