@@ -28,6 +28,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,29 +115,40 @@ class AuditRecorder:
 
     # -- flushing --------------------------------------------------------------------------
 
+    @contextmanager
+    def quiesced(self) -> Iterator[None]:
+        """Flush, and keep the background flusher out until the block ends (used by test
+        fixtures that truncate tables between tests)."""
+        with self._flush_lock:
+            self._flush_unlocked()
+            yield
+
     def flush(self) -> int:
         """Store and chain what is pending; returns the number of events stored."""
         with self._flush_lock:
-            with self._lock:
-                batch, self._pending = self._pending, []
-                fd, path = self._fd, self._path
-                self._fd = self._path = None
-            if fd is None:
-                return 0
-            if not self.store:
-                os.close(fd)  # rotate: the closed journal is the external flusher's to store
-                return 0
-            try:
-                if batch:
-                    self._store(batch)
-                assert path is not None
-                path.unlink()
-            except Exception:  # noqa: BLE001 - keep the journal; recover() retries it
-                log.exception("audit flush failed; %d events stay in %s for replay", len(batch), path)
-                return 0
-            finally:
-                os.close(fd)  # releases the flock: the journal is now recoverable by anyone
-            return len(batch)
+            return self._flush_unlocked()
+
+    def _flush_unlocked(self) -> int:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            fd, path = self._fd, self._path
+            self._fd = self._path = None
+        if fd is None:
+            return 0
+        if not self.store:
+            os.close(fd)  # rotate: the closed journal is the external flusher's to store
+            return 0
+        try:
+            if batch:
+                self._store(batch)
+            assert path is not None
+            path.unlink()
+        except Exception:  # noqa: BLE001 - keep the journal; recover() retries it
+            log.exception("audit flush failed; %d events stay in %s for replay", len(batch), path)
+            return 0
+        finally:
+            os.close(fd)  # releases the flock: the journal is now recoverable by anyone
+        return len(batch)
 
     def _store(self, events: list[dict[str, Any]]) -> None:
         with write_tx(self.node.engine) as conn:
