@@ -28,7 +28,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, exists, false, literal, not_, or_, select, true
+from sqlalchemy import ColumnElement, Connection, String, and_, exists, false, literal, not_, or_, select, true, union_all
 
 from consent.classes import ADMINISTRATIVE, AUDIT
 from consent.policy import DEFAULT_POLICY, EmergencyRule, Policy
@@ -40,6 +40,9 @@ from hie.principal import Principal
 from hie.storage.access import AccessPredicate
 
 OPERATOR_ROLE = "operator"
+
+#: The sensitive-label codes as a constant row source (no table: nothing can empty it).
+_LABELS = union_all(*(select(literal(code, String(16)).label("code")) for code in sorted(SENSITIVE_LABELS)))
 DISASTER_SETTING = "disaster_mode"
 
 
@@ -87,7 +90,18 @@ class ConsentPolicy:
             ).all()]
         disaster = bool(roles & self.policy.disaster_roles) and conn is not None and disaster_mode_on(conn)
 
+        built: dict[int, tuple[Any, ColumnElement[bool]]] = {}
+
         def access(r: Any) -> ColumnElement[bool]:
+            # One request asks for the same alias several times (page, count, load).
+            hit = built.get(id(r))
+            if hit is not None and hit[0] is r:
+                return hit[1]
+            expr = build(r)
+            built[id(r)] = (r, expr)
+            return expr
+
+        def build(r: Any) -> ColumnElement[bool]:
             c = r.c
             clauses: list[ColumnElement[bool]] = [and_(c.patient_key.is_(None), c.data_class == ADMINISTRATIVE)]
             if org:
@@ -143,12 +157,13 @@ class ConsentPolicy:
 
         denied = grants("deny", lambda g: or_(g.c.security_label == "*", carries(g.c.security_label)))
         ordinary = and_(c.sensitive_labels == " ", grants("permit", lambda g: g.c.security_label == ""))
-        each_label = and_(*[
-            or_(not_(c.sensitive_labels.contains(f" {label} ")),
-                grants("permit", lambda g, lab=label: g.c.security_label == lab))
-            for label in sorted(SENSITIVE_LABELS)
-        ])
-        labeled = and_(c.sensitive_labels != " ", each_label)
+        # A labelled row: no label it carries lacks a permit of its own.
+        lab = _LABELS.subquery()
+        unpermitted = exists().where(
+            carries(lab.c.code),
+            not_(grants("permit", lambda g: g.c.security_label == lab.c.code)),
+        )
+        labeled = and_(c.sensitive_labels != " ", not_(unpermitted))
         return and_(not_(denied), or_(ordinary, labeled))
 
     # -- emergency dataset -------------------------------------------------------------
