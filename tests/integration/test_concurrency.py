@@ -14,8 +14,18 @@ FHIR = {"Content-Type": "application/fhir+json"}
 
 
 def test_concurrent_updates_with_same_if_match_one_wins(pg_node):
+    from hie.api.app import create_app
+    from hie.auth.service import system_token
+
     rounds = 15
-    with LiveServer(pg_node.create_app()) as srv, httpx.Client(base_url=srv.url, timeout=30) as setup:
+    with LiveServer(create_app(pg_node, audit=False)) as srv:
+        token = system_token(pg_node, "system/*.cruds", fhir_base=f"{srv.url}/fhir")
+        auth = {"Authorization": f"Bearer {token}"}
+        run_rounds(srv, auth, rounds)
+
+
+def run_rounds(srv: LiveServer, auth: dict[str, str], rounds: int) -> None:
+    with httpx.Client(base_url=srv.url, timeout=30, headers=auth) as setup:
         for i in range(rounds):
             body = {"resourceType": "Patient", "id": f"c{i}", "gender": "male"}
             assert setup.put(f"/fhir/Patient/c{i}", content=orjson.dumps(body), headers=FHIR).status_code == 201
@@ -28,7 +38,7 @@ def test_concurrent_updates_with_same_if_match_one_wins(pg_node):
 
             def update(gender: str) -> None:
                 body = {"resourceType": "Patient", "id": f"c{i}", "gender": gender}  # noqa: B023
-                with httpx.Client(base_url=srv.url, timeout=30) as c:
+                with httpx.Client(base_url=srv.url, timeout=30, headers=auth) as c:
                     barrier.wait()  # noqa: B023
                     r = c.put(f"/fhir/Patient/c{i}", content=orjson.dumps(body),  # noqa: B023
                               headers={**FHIR, "If-Match": 'W/"1"'})
