@@ -150,30 +150,21 @@ def reindex() -> None:
     node.close()
 
 
-def _register_adapters() -> None:
-    app.add_typer(__import__("hie.identity.cli", fromlist=["identity_app"]).identity_app, name="identity")
-    try:
-        from adapters import cli as adapters_cli
-    except ImportError:
-        return
-    for name in ("import_app", "listen_app", "ingest_app"):
-        sub = getattr(adapters_cli, name, None)
-        if sub is not None:
-            app.add_typer(sub, name=name.removesuffix("_app"))
-
-
-_register_adapters()
-
-
-def _register_auth_and_audit() -> None:
+def _register_subcommands() -> None:
+    """Sub-command groups of the capabilities (the CLI is a composition root too)."""
+    from adapters.cli import import_app, ingest_app, listen_app
     from hie.audit.cli import audit_app
     from hie.auth.cli import admin_app
+    from hie.enforcement.cli import consent_app
+    from hie.identity.cli import identity_app
 
-    app.add_typer(admin_app, name="admin")
-    app.add_typer(audit_app, name="audit")
+    for sub, name in ((admin_app, "admin"), (audit_app, "audit"), (consent_app, "consent"),
+                      (identity_app, "identity"), (import_app, "import"), (listen_app, "listen"),
+                      (ingest_app, "ingest")):
+        app.add_typer(sub, name=name)
 
 
-_register_auth_and_audit()
+_register_subcommands()
 
 
 def main() -> None:  # pragma: no cover - console entry
