@@ -45,7 +45,6 @@ log = logging.getLogger("hie.api")
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json", "text/json")
 
-OPEN_PRINCIPAL = Principal(kind="anonymous", name="unauthenticated (authorization not configured)")
 
 
 def _negotiate(request: Request) -> None:

@@ -48,7 +48,7 @@ def _written(ctx: Context, wr: WriteResult, created_status: int = 201) -> Result
     status = created_status if wr.outcome == "created" else 200
     res = stored_result(st, status, with_body=ctx.prefer_return == "representation")
     if wr.outcome == "noop":
-        res.headers["x-noop"] = "1"
+        res.unchanged = True
     if ctx.prefer_return == "OperationOutcome":
         res.body = information_outcome(
             {"created": "Created", "updated": "Updated", "noop": "No change: content identical to the current version"}

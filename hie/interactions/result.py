@@ -27,6 +27,7 @@ class Result:
     location: str | None = None  # relative: Type/id/_history/v
     etag: str | None = None
     last_modified: int | None = None  # epoch microseconds
+    unchanged: bool = False  # a write whose content equalled the current version (no new version)
 
     def body_fragment(self) -> Any:
         """The body as something orjson can embed without re-parsing."""
