@@ -46,6 +46,21 @@ metadata = MetaData(
 #: A 64-bit surrogate key; on SQLite an INTEGER PRIMARY KEY is the rowid alias.
 PK = BigInteger().with_variant(Integer(), "sqlite")
 
+def enforcement_columns() -> list[Column]:
+    """What the access predicate joins on, on every table that holds resource versions
+    (set at write time by :mod:`hie.storage.rowmeta`)."""
+    return [
+        Column("patient_key", String(64), nullable=True),
+        Column("custodian", String(64), nullable=True),
+        Column("data_class", String(32), nullable=False),
+        Column("security_labels", String(512), nullable=False, default=" "),
+        Column("sensitive_labels", String(128), nullable=False, default=" "),  # consent-relevant labels only
+        Column("clinical_date", BigInteger, nullable=True),  # epoch us of the date the data is about
+        Column("status", String(32), nullable=True),  # clinicalStatus / status code
+        Column("hidden_from_patient", Boolean, nullable=False, default=False),  # JP-CLINS UNINFORMED
+    ]
+
+
 resource = Table(
     "resource",
     metadata,
@@ -57,15 +72,7 @@ resource = Table(
     Column("last_updated", BigInteger, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", LargeBinary, nullable=True),
-    Column("patient_key", String(64), nullable=True),
-    Column("custodian", String(64), nullable=True),
-    Column("data_class", String(32), nullable=False),
-    Column("security_labels", String(512), nullable=False, default=" "),
-    # Enforcement facts beyond the four above (hie.storage.rowmeta):
-    Column("sensitive_labels", String(128), nullable=False, default=" "),  # consent-relevant labels only
-    Column("clinical_date", BigInteger, nullable=True),  # epoch us of the date the data is about
-    Column("status", String(32), nullable=True),  # clinicalStatus / status code
-    Column("hidden_from_patient", Boolean, nullable=False, default=False),  # JP-CLINS UNINFORMED
+    *enforcement_columns(),
     UniqueConstraint("res_type", "res_id"),
     Index("ix_resource_type_updated", "res_type", "last_updated"),
     Index("ix_resource_patient_key", "patient_key"),
@@ -83,15 +90,7 @@ resource_version = Table(
     Column("method", String(8), nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     Column("content", LargeBinary, nullable=True),
-    Column("patient_key", String(64), nullable=True),
-    Column("custodian", String(64), nullable=True),
-    Column("data_class", String(32), nullable=False),
-    Column("security_labels", String(512), nullable=False, default=" "),
-    # Enforcement facts beyond the four above (hie.storage.rowmeta):
-    Column("sensitive_labels", String(128), nullable=False, default=" "),  # consent-relevant labels only
-    Column("clinical_date", BigInteger, nullable=True),  # epoch us of the date the data is about
-    Column("status", String(32), nullable=True),  # clinicalStatus / status code
-    Column("hidden_from_patient", Boolean, nullable=False, default=False),  # JP-CLINS UNINFORMED
+    *enforcement_columns(),
     UniqueConstraint("resource_pk", "version_id"),
     Index("ix_resource_version_type_updated", "res_type", "last_updated"),
     Index("ix_resource_version_updated", "last_updated"),
