@@ -94,9 +94,10 @@ def serve(
 def load(
     paths: list[Path] = typer.Argument(..., exists=True, help="Files or directories (.json, .ndjson)."),
     keep_ids: bool = typer.Option(True, help="Use the bundles' urn:uuid identities as logical ids (idempotent loads)."),
+    workers: int = typer.Option(0, help="Loader processes (0 = one per core; 1 = in this process)."),
 ) -> None:
     """Load FHIR Bundles, single resources or NDJSON files; print what was stored and rejected."""
-    from hie.loader import iter_files, load_paths
+    from hie.loader import default_workers, iter_files, load_paths
 
     node = _node()
     node.upgrade()
@@ -105,7 +106,7 @@ def load(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
         task = progress.add_task("Loading", total=len(files))
-        report = load_paths(node, paths, keep_bundle_ids=keep_ids,
+        report = load_paths(node, paths, keep_bundle_ids=keep_ids, workers=workers or default_workers(),
                             progress=lambda f: progress.update(task, advance=1, description=f"Loading {f.name[:40]}"))
     elapsed = time.perf_counter() - started
     node.close()

@@ -11,13 +11,26 @@
 
 Every file (or NDJSON line) that fails is reported with its name, line and reason and
 kept in the dead-letter store; the rest still loads.
+
+``workers > 1`` loads files in that many processes, each with its own node built from
+the node's settings (``hie load --workers``, default: the number of cores). Each
+process prepares a transaction (validation, index extraction) outside its database
+transaction, so on SQLite the single write lock is held only for the database work.
+Files are independent units; a transaction that fails in the parallel phase (for
+example because it references a resource another file creates) is not reported yet:
+after the parallel phase every such unit is loaded again, one by one in the original
+order, and only what fails then is reported and dead-lettered. The result is the same
+as a sequential load whenever the sequential load would have succeeded.
 """
 
 from __future__ import annotations
 
 import copy
+import multiprocessing
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +56,24 @@ class LoadReport:
     @property
     def stored(self) -> int:
         return sum(self.created.values()) + sum(self.updated.values())
+
+    def merge(self, other: LoadReport) -> None:
+        self.files += other.files
+        self.created.update(other.created)
+        self.updated.update(other.updated)
+        self.unchanged.update(other.unchanged)
+        self.deleted.update(other.deleted)
+        self.rejected.extend(other.rejected)
+
+
+@dataclass
+class _Deferred:
+    """A transaction that failed in the parallel phase, to be loaded again sequentially."""
+
+    file: Path
+    where: str
+    payload: bytes  # the file (JSON) or the batch's lines (NDJSON)
+    ndjson: bool
 
 
 def iter_files(paths: list[Path]) -> Iterator[Path]:
@@ -111,29 +142,98 @@ def _is_noop(resp_e: dict[str, Any]) -> bool:
     return False
 
 
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def load_paths(
     node: Any, paths: list[Path], *, keep_bundle_ids: bool = True,
-    progress: Callable[[Path], None] | None = None,
+    progress: Callable[[Path], None] | None = None, workers: int = 1,
 ) -> LoadReport:
+    files = list(iter_files(paths))
+    if workers > 1 and len(files) > 1:
+        return _load_parallel(node, files, keep_bundle_ids, progress, min(workers, len(files)))
     report = LoadReport()
-    for f in iter_files(paths):
-        report.files += 1
-        try:
-            if f.suffix.lower() == ".ndjson":
-                _load_ndjson(node, f, report)
-            else:
-                _load_json(node, f, report, keep_bundle_ids)
-        except OSError as exc:
-            report.rejected.append((str(f), f"cannot read: {exc}"))
+    for f in files:
+        report.merge(_load_file(node, f, keep_bundle_ids, None))
         if progress:
             progress(f)
     return report
 
 
-def _submit(node: Any, f: Path, where: str, bundle: dict[str, Any], payload: bytes, report: LoadReport) -> None:
+def _load_file(node: Any, f: Path, keep_bundle_ids: bool, defer: list[_Deferred] | None) -> LoadReport:
+    report = LoadReport(files=1)
+    try:
+        if f.suffix.lower() == ".ndjson":
+            _load_ndjson(node, f, report, defer)
+        else:
+            _load_json(node, f, report, keep_bundle_ids, defer)
+    except OSError as exc:
+        report.rejected.append((str(f), f"cannot read: {exc}"))
+    return report
+
+
+# -- parallel loading -----------------------------------------------------------------
+
+_worker_node: Any = None
+
+
+def _init_worker(settings: Any, registry: Any) -> None:
+    global _worker_node
+    from hie.app import Node
+
+    _worker_node = Node(settings, registry=registry)
+
+
+def _worker_load(f: Path, keep_bundle_ids: bool) -> tuple[LoadReport, list[_Deferred]]:
+    defer: list[_Deferred] = []
+    return _load_file(_worker_node, f, keep_bundle_ids, defer), defer
+
+
+def _load_parallel(
+    node: Any, files: list[Path], keep_bundle_ids: bool, progress: Callable[[Path], None] | None, workers: int,
+) -> LoadReport:
+    report = LoadReport()
+    deferred: dict[int, list[_Deferred]] = {}
+    # fork: workers start at once with the modules and the search registry loaded, and
+    # callers need no ``if __name__ == "__main__"`` guard; each worker builds its own
+    # node (engine, pool) and never touches the parent's connections.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(node.settings, node.registry)) as pool:
+        futures = {pool.submit(_worker_load, f, keep_bundle_ids): n for n, f in enumerate(files)}
+        for fut in as_completed(futures):
+            n = futures[fut]
+            part, later = fut.result()
+            report.merge(part)
+            if later:
+                deferred[n] = later
+            if progress:
+                progress(files[n])
+    # Second pass, in file order and one at a time: what failed may have depended on
+    # another file that was loading concurrently.
+    for n in sorted(deferred):
+        for d in deferred[n]:
+            if d.ndjson:
+                batch = [orjson.loads(line) for line in d.payload.split(b"\n")]
+                _submit(node, d.file, d.where, _as_transaction(batch), d.payload, report, None)
+            else:
+                _load_json(node, d.file, report, keep_bundle_ids, None, raw=d.payload)
+    return report
+
+
+def _submit(
+    node: Any, f: Path, where: str, bundle: dict[str, Any], payload: bytes, report: LoadReport,
+    defer: list[_Deferred] | None = None,
+) -> None:
+    is_transaction = bundle.get("type") == "transaction"
     try:
         response = ingest_bundle(node, bundle, source=f"file:{f.name}")
     except FhirError as err:
+        if defer is not None and is_transaction:
+            defer.append(_Deferred(f, where, payload, f.suffix.lower() == ".ndjson"))
+            return
         reason = error_text(err)
         report.rejected.append((where, reason))
         record_failure(node, channel="load", source=where, payload=payload, error=reason)
@@ -148,8 +248,11 @@ def _submit(node: Any, f: Path, where: str, bundle: dict[str, Any], payload: byt
             record_failure(node, channel="load", source=where, payload=payload, error=reason)
 
 
-def _load_json(node: Any, f: Path, report: LoadReport, keep_bundle_ids: bool) -> None:
-    raw = f.read_bytes()
+def _load_json(
+    node: Any, f: Path, report: LoadReport, keep_bundle_ids: bool, defer: list[_Deferred] | None = None,
+    raw: bytes | None = None,
+) -> None:
+    raw = f.read_bytes() if raw is None else raw
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -167,17 +270,18 @@ def _load_json(node: Any, f: Path, report: LoadReport, keep_bundle_ids: bool) ->
         bundle = _as_transaction(resources)
     else:
         bundle = _as_transaction([data])
-    _submit(node, f, str(f), bundle, raw, report)
+    _submit(node, f, str(f), bundle, raw, report, defer)
 
 
-def _load_ndjson(node: Any, f: Path, report: LoadReport) -> None:
+def _load_ndjson(node: Any, f: Path, report: LoadReport, defer: list[_Deferred] | None = None) -> None:
     batch: list[dict[str, Any]] = []
     first_line = 1
 
     def flush(start: int, end: int) -> None:
         if batch:
             where = f"{f}:{start}-{end}"
-            _submit(node, f, where, _as_transaction(batch), b"\n".join(orjson.dumps(r) for r in batch), report)
+            _submit(node, f, where, _as_transaction(batch), b"\n".join(orjson.dumps(r) for r in batch), report,
+                    defer)
             batch.clear()
 
     with f.open("rb") as fh:

@@ -10,6 +10,12 @@ request with an OperationOutcome whose expression names ``Bundle.entry[i]...``.
 A batch runs each entry on its own savepoint; a failing entry answers with its
 OperationOutcome in ``entry.response.outcome`` and the others still commit.
 
+Ingest (:func:`hie.ingest.ingest_bundle`) first calls :func:`prepare`, which does the
+part of a transaction that needs no database (parsing, validation, and search-index
+extraction for entries whose final content is already fixed by the bundle) before the
+write transaction starts, so that SQLite's single write lock is held only for the
+database work and parallel loaders overlap their CPU work (docs/adr/0005).
+
 Spec: https://hl7.org/fhir/R4/http.html#transaction
 """
 
@@ -68,9 +74,10 @@ class Entry:
         return f"Bundle.entry[{self.index}]"
 
 
-def _relative(ctx: Context, url: str) -> str:
-    if url.startswith(ctx.base_url + "/"):
-        return url[len(ctx.base_url) + 1:]
+def _relative(ctx: Context | str, url: str) -> str:
+    base = ctx if isinstance(ctx, str) else ctx.base_url
+    if url.startswith(base + "/"):
+        return url[len(base) + 1:]
     if url.startswith(("http://", "https://")):
         parts = urlsplit(url)
         p = parts.path
@@ -80,7 +87,8 @@ def _relative(ctx: Context, url: str) -> str:
     return url.lstrip("/")
 
 
-def parse_entries(ctx: Context, bundle: dict[str, Any]) -> list[Entry]:
+def parse_entries(ctx: Context | str, bundle: dict[str, Any]) -> list[Entry]:
+    """Parse and check ``Bundle.entry`` (``ctx``: a Context or the base URL)."""
     raw_entries = bundle.get("entry") or []
     if not isinstance(raw_entries, list):
         raise InvalidRequest("Bundle.entry must be an array", expression=["Bundle.entry"])
@@ -149,11 +157,107 @@ def _error_for(entry: Entry, err: FhirError) -> FhirError:
     return err
 
 
+# -- preparation outside the write transaction ----------------------------------------
+
+
+class _NeedsDatabase(Exception):
+    """An entry's final content depends on what the database holds (see :func:`prepare`)."""
+
+
+@dataclass
+class Prepared:
+    """A transaction Bundle after the work that needs no database (:func:`prepare`).
+
+    ``index`` maps an entry index to ``(basis, rows)``: the resource as the transaction
+    will write it (references rewritten, ``id`` set) and its search-index rows. The
+    repository uses the rows only if the resource it writes equals ``basis``."""
+
+    bundle: dict[str, Any]
+    entries: list[Entry]
+    final: dict[int, dict[str, Any]] = field(default_factory=dict)
+    index: dict[int, tuple[dict[str, Any], dict[str, list[dict[str, Any]]]]] = field(default_factory=dict)
+
+    def keys(self) -> list[tuple[str, str]]:
+        """(type, id) of the entries whose final content is known (for a no-op check)."""
+        return [(r["resourceType"], r["id"]) for r in self.final.values()]
+
+    def extract(self, registry: Any, current: dict[tuple[str, str], Any] | None = None) -> int:
+        """Extract the index rows of every entry with known content, except those equal to
+        the stored version in ``current`` ((type, id) -> Stored): they will be no-ops.
+        Returns how many entries are such no-ops."""
+        from hie.search.indexer import extract_rows
+        from hie.storage.repository import Repository, same_content
+
+        unchanged = 0
+        for i, res in self.final.items():
+            st = (current or {}).get((res["resourceType"], res["id"]))
+            if st is not None and not st.deleted and st.content is not None and same_content(st.content, res):
+                unchanged += 1
+                continue
+            # Extracted from the stamped form, as the repository would; the rows do not
+            # depend on meta.versionId / meta.lastUpdated (_lastUpdated is a column).
+            body = Repository._stamp(res, res["id"], 1, 0)  # noqa: SLF001 - same write path
+            self.index[i] = (res, extract_rows(registry, res["resourceType"], body))
+        return unchanged
+
+
+def _validate_entries(entries: list[Entry]) -> None:
+    for entry in entries:
+        if entry.resource is not None and entry.method in ("POST", "PUT"):
+            try:
+                validate_resource(entry.resource, expected_type=entry.target_type, path=f"{entry.where}.resource")
+            except FhirError as err:
+                raise _error_for(entry, err) from None
+
+
+def prepare(bundle: dict[str, Any], *, base_url: str) -> Prepared | None:
+    """Parse and validate a transaction Bundle without the database, and work out the
+    final content of every ``PUT Type/id`` entry whose references the Bundle itself
+    settles (``urn:uuid`` fullUrls of other ``PUT Type/id`` entries, relative and
+    absolute references). Returns None for anything but a transaction.
+
+    Raises the same errors, in the same order, as :func:`transaction` would for parsing
+    and validation. Reference problems are left to the transaction (it reports them
+    with the entry that comes first in processing order)."""
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
+        return None
+    entries = parse_entries(base_url, bundle)
+    _validate_entries(entries)
+    prepared = Prepared(bundle, entries)
+    static: dict[str, str] = {}
+    unresolved: set[str] = set()
+    for e in entries:
+        if not e.full_url:
+            continue
+        if e.method == "PUT" and e.target_id is not None and e.full_url not in static and e.full_url not in unresolved:
+            static[e.full_url] = f"{e.target_type}/{e.target_id}"
+        else:
+            unresolved.add(e.full_url)
+            static.pop(e.full_url, None)
+    targets: set[tuple[str, str]] = set()
+    for e in entries:
+        if e.method != "PUT" or e.target_id is None or e.resource is None:
+            continue
+        key = (e.target_type or "", e.target_id)
+        if key in targets or e.resource.get("id") != e.target_id:
+            continue  # the transaction will reject it
+        targets.add(key)
+        final = orjson.loads(orjson.dumps(e.resource))
+        try:
+            _rewrite(base_url, e, final, static, {}, {}, unresolved)
+        except (_NeedsDatabase, FhirError):
+            continue
+        prepared.final[e.index] = final
+    return prepared
+
+
 # -- transaction ----------------------------------------------------------------------
 
 
-def transaction(ctx: Context, bundle: dict[str, Any]) -> Result:
-    entries = parse_entries(ctx, bundle)
+def transaction(ctx: Context, bundle: dict[str, Any], prepared: Prepared | None = None) -> Result:
+    if prepared is not None and prepared.bundle is not bundle:
+        prepared = None
+    entries = prepared.entries if prepared is not None else parse_entries(ctx, bundle)
     id_map: dict[str, str] = {}  # fullUrl -> Type/id
     touched: dict[tuple[str, str], int] = {}
     results: dict[int, Result] = {}
@@ -166,13 +270,10 @@ def transaction(ctx: Context, bundle: dict[str, Any]) -> Result:
                 f"{rtype}/{rid} is also the target of Bundle.entry[{prev}]; a transaction may touch a resource once"))
         touched[(rtype, rid)] = entry.index
 
-    # Validate every resource before anything else (nothing is written if one is bad).
-    for entry in entries:
-        if entry.resource is not None and entry.method in ("POST", "PUT"):
-            try:
-                validate_resource(entry.resource, expected_type=entry.target_type, path=f"{entry.where}.resource")
-            except FhirError as err:
-                raise _error_for(entry, err) from None
+    # Validate every resource before anything else (nothing is written if one is bad);
+    # prepare() has done that already.
+    if prepared is None:
+        _validate_entries(entries)
 
     for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
         try:
@@ -218,7 +319,8 @@ def transaction(ctx: Context, bundle: dict[str, Any]) -> Result:
                     _map_full_url(id_map, entry, rtype, rid)
                     claim(entry, rtype, rid)
                     writes.append((entry, Write("update", rtype, rid, {**entry.resource, "id": rid},
-                                                if_match=crud.parse_etag(entry.if_match), method="PUT")))
+                                                if_match=crud.parse_etag(entry.if_match), method="PUT",
+                                                index=prepared.index.get(entry.index) if prepared else None)))
                 else:
                     claim(entry, rtype, rid)
                     entry.extra["patch_target"] = (rtype, rid)
@@ -260,7 +362,7 @@ def transaction(ctx: Context, bundle: dict[str, Any]) -> Result:
                 last_modified=st.last_updated,
             )
             if wr.outcome == "noop":
-                results[entry.index].headers["x-noop"] = "1"
+                results[entry.index].unchanged = True
 
     for entry in entries:
         if entry.method in ("GET", "HEAD"):
@@ -315,9 +417,16 @@ def _match_one(ctx: Context, rtype: str, query: str, what: str) -> str | None:
 
 
 def _rewrite(
-    ctx: Context, entry: Entry, resource: dict[str, Any], id_map: dict[str, str],
+    ctx: Context | str, entry: Entry, resource: dict[str, Any], id_map: dict[str, str],
     pending: dict[tuple[str, str], tuple[Entry, str]], touched: dict[tuple[str, str], int],
+    unresolved: frozenset[str] | set[str] = frozenset(),
 ) -> None:
+    """Rewrite the references of one entry's resource in place (see :func:`transaction`).
+
+    ``ctx`` may be the base URL alone (from :func:`prepare`): then a reference that needs
+    the database (a conditional reference) or one in ``unresolved`` (the fullUrl of an
+    entry whose id is assigned in the transaction) raises :class:`_NeedsDatabase`."""
+    base = ctx if isinstance(ctx, str) else ctx.base_url
     for path, ref_obj in iter_references(resource):
         ref = ref_obj["reference"]
         loc = f"{entry.where}.resource.{path}.reference" if path else f"{entry.where}.resource.reference"
@@ -326,17 +435,21 @@ def _rewrite(
         if ref in id_map:
             ref_obj["reference"] = id_map[ref]
             continue
+        if isinstance(ctx, str) and (ref in unresolved or ref.startswith(("urn:uuid:", "urn:oid:"))):
+            raise _NeedsDatabase
         if ref.startswith(("urn:uuid:", "urn:oid:")):
             raise InvalidReference(
                 f"{loc}: reference {ref!r} matches no fullUrl in this transaction", expression=[loc]
             )
-        rel = _relative(ctx, ref) if ref.startswith(ctx.base_url) else ref
+        rel = _relative(base, ref) if ref.startswith(base) else ref
         if rel.startswith(("http://", "https://")):
             continue  # an external reference: not ours to check
         head, _, query = rel.partition("?")
         if query:
             if not is_resource_type(head):
                 raise InvalidReference(f"{loc}: conditional reference {ref!r} has no resource type", expression=[loc])
+            if isinstance(ctx, str):
+                raise _NeedsDatabase
             found = _match_one(ctx, head, query, f"Conditional reference at {loc}")
             if found is None:
                 raise InvalidReference(f"{loc}: conditional reference {ref!r} matches no resource", expression=[loc])
@@ -460,19 +573,19 @@ def _response_bundle(ctx: Context, btype: str, entries: list[Entry], results: di
             if res.body is not None:
                 e["resource"] = res.body_fragment()
             e["response"] = res.entry_response()
-            if res.headers.get("x-noop"):
+            if res.unchanged:
                 e["response"]["outcome"] = information_outcome(
                     "No change: content identical to the current version", hie_code=NOOP_CODE)
         out_entries.append(e)
     return {"resourceType": "Bundle", "type": btype, "entry": out_entries}
 
 
-def process(ctx: Context, bundle: Any) -> Result:
+def process(ctx: Context, bundle: Any, prepared: Prepared | None = None) -> Result:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise InvalidRequest("POST to the base URL needs a Bundle", expression=["Bundle"])
     btype = bundle.get("type")
     if btype == "transaction":
-        return transaction(ctx, bundle)
+        return transaction(ctx, bundle, prepared)
     if btype == "batch":
         return batch(ctx, bundle)
     raise InvalidRequest(

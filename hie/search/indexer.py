@@ -360,7 +360,9 @@ def write_index_many(
 ) -> None:
     """Replace the index rows of many resources with one executemany per table.
 
-    ``items``: dicts with ``resource_pk``, ``res_type``, ``patient_key``, ``resource``.
+    ``items``: dicts with ``resource_pk``, ``res_type``, ``patient_key``, ``resource``, and
+    optionally ``rows``: the :func:`extract_rows` result for that resource computed earlier
+    (ingest extracts outside the write transaction, see ``hie.interactions.bundle.prepare``).
     ``replace=False`` skips the delete (for resources known to be new)."""
     items = list(items)
     if not items:
@@ -371,7 +373,10 @@ def write_index_many(
     for it in items:
         common = {"resource_pk": it["resource_pk"], "res_type": it["res_type"],
                   "patient_key": it.get("patient_key")}
-        for name, rows in extract_rows(registry, it["res_type"], it["resource"]).items():
+        extracted = it.get("rows")
+        if extracted is None:
+            extracted = extract_rows(registry, it["res_type"], it["resource"])
+        for name, rows in extracted.items():
             b = batches.setdefault(name, [])
             for r in rows:
                 r.update(common)

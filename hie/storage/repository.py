@@ -86,6 +86,10 @@ class Write:
     if_match: int | None = None
     allow_create: bool = True  # update-as-create with a client id
     method: str | None = None  # recorded in history (POST, PUT, PATCH, DELETE)
+    #: Search-index rows extracted before the write transaction, as ``(basis, rows)``:
+    #: ``rows`` is :func:`hie.search.indexer.extract_rows` of ``basis``. Used only when
+    #: ``resource`` equals ``basis`` at write time; otherwise the rows are extracted here.
+    index: tuple[dict[str, Any], dict[str, list[dict[str, Any]]]] | None = None
 
 
 @dataclass
@@ -110,6 +114,21 @@ def _strip_volatile(res: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class WriteNeeded(Exception):
+    """Raised by a read-only repository when a batch turns out to change something."""
+
+
+def same_content(stored: bytes, resource: dict[str, Any]) -> bool:
+    """True if ``resource`` would be a no-op update of the stored JSON ``stored``."""
+    return _strip_volatile(orjson.loads(stored)) == _strip_volatile(resource)
+
+
+def _precomputed_rows(w: Write) -> dict[str, list[dict[str, Any]]] | None:
+    if w.index is not None and w.index[0] == w.resource:
+        return w.index[1]
+    return None
+
+
 class Repository:
     def __init__(
         self,
@@ -132,6 +151,9 @@ class Repository:
         self._patient_key = patient_key
         self.new_id = id_factory
         self.listeners = tuple(listeners)
+        #: Set by ingest when every write of a batch is expected to be a no-op: the batch
+        #: runs in a read transaction and raises WriteNeeded before changing anything.
+        self.read_only = False
 
     # -- reads -------------------------------------------------------------------------
 
@@ -290,15 +312,17 @@ class Repository:
                     f"{cur.version_id} of {w.res_type}/{w.res_id}"
                 )
             if not cur.deleted and cur.content is not None:
-                if _strip_volatile(orjson.loads(cur.content)) == _strip_volatile(
-                    {**w.resource, "id": w.res_id}
-                ):
+                if same_content(cur.content, {**w.resource, "id": w.res_id}):
                     results[i] = WriteResult("noop", cur, cur.version_id)
                     continue
             updates.append((i, cur, w.resource, {}))
 
+        if self.read_only and (inserts or updates or deletes):
+            raise WriteNeeded
+        if inserts and not self.principal.is_system:
+            self._refuse_hidden_ids(writes, inserts)
         version_rows: list[dict[str, Any]] = []
-        index_items: list[tuple[int, str, str | None, dict[str, Any]]] = []
+        index_items: list[tuple[int, str, str | None, dict[str, Any], Any]] = []
 
         # New resources: one multi-row INSERT ... RETURNING.
         self._current_write = None
@@ -330,7 +354,7 @@ class Repository:
                 st = Stored(pk, row["res_type"], row["res_id"], 1, now, False, row["content"], writes[i].method)
                 results[i] = WriteResult("created", st)
                 version_rows.append(self._version_row(pk, row, writes[i].method or "POST"))
-                index_items.append((pk, row["res_type"], pkey, body))
+                index_items.append((pk, row["res_type"], pkey, body, _precomputed_rows(writes[i])))
 
         for i, cur, res, _ in updates:
             self._current_write = i
@@ -347,7 +371,7 @@ class Repository:
             self._versioned_update(cur, w.if_match, vals)
             row = {"res_type": cur.res_type, "res_id": cur.res_id, **vals}
             version_rows.append(self._version_row(cur.pk, row, w.method or "PUT"))
-            index_items.append((cur.pk, cur.res_type, pkey, body))
+            index_items.append((cur.pk, cur.res_type, pkey, body, _precomputed_rows(w)))
             st = Stored(cur.pk, cur.res_type, cur.res_id, new_v, now, False, content, w.method)
             results[i] = WriteResult("updated", st, cur.version_id)
 
@@ -376,8 +400,9 @@ class Repository:
                 if items:
                     write_index_many(
                         self.conn, self.registry,
-                        [{"resource_pk": pk, "res_type": rt, "patient_key": pkey, "resource": body}
-                         for pk, rt, pkey, body in items],
+                        [{"resource_pk": pk, "res_type": rt, "patient_key": pkey, "resource": body,
+                          "rows": rows}
+                         for pk, rt, pkey, body, rows in items],
                         replace=replace,
                     )
         assert all(r is not None for r in results)
@@ -394,6 +419,16 @@ class Repository:
         if key is None:
             key = self._key_cache[patient_ref] = self._patient_key(self.conn, patient_ref)
         return key
+
+    def _refuse_hidden_ids(self, writes: Sequence[Write], inserts: list[tuple[int, dict[str, Any], Any]]) -> None:
+        """An update-as-create of an id that exists but is hidden from the principal answers
+        404, as reading it does (instead of 409 from the unique key)."""
+        ids = {(writes[i].res_type, stub["res_id"]): i for i, stub, _ in inserts if writes[i].kind == "update"}
+        for chunk in _chunks(list(ids), 400):
+            stmt = select(R.c.res_type, R.c.res_id).where(tuple_(R.c.res_type, R.c.res_id).in_(chunk))
+            for rt, rid in self.conn.execute(stmt.limit(1)):
+                self._current_write = ids[(rt, rid)]
+                raise NotFound(f"Resource {rt}/{rid} is not known")
 
     def _fetch_current(self, keys: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str], Stored]:
         keys = [k for k in dict.fromkeys(keys) if k[1]]
