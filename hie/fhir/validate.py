@@ -2,7 +2,9 @@
 
 R4B (4.3) is structurally a superset of R4 (4.0.1) for the resources this node holds;
 the models reject unknown elements, wrong structure (object vs array vs primitive),
-malformed primitives (dates, ids, decimals) and missing required elements. Each
+malformed primitives (dates, ids, decimals) and missing required elements;
+:mod:`hie.fhir.primitives` then rejects primitives of the wrong JSON type, which the models
+would coerce. Each
 problem becomes an OperationOutcome issue whose ``expression`` is the FHIRPath-style
 location of the element (``Patient.name[0].given``), prefixed by the caller's path
 (``Bundle.entry[3].resource``) inside a Bundle.
@@ -20,6 +22,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
+from hie.fhir.primitives import check as check_json_types
 from hie.fhir.types import SUPPORTED_TYPES
 from hie.errors import IdMismatch, InvalidResource, Issue, UnknownResourceType
 
@@ -100,6 +103,13 @@ def validate_resource(
         raise InvalidResource(issues[0].diagnostics, issues=issues) from None
     except (TypeError, ValueError) as exc:  # some validators raise plain errors
         raise InvalidResource(f"{path or rtype}: {exc}", expression=[path or rtype]) from None
+    # The models coerce JSON types ("true" for true); FHIR JSON does not allow that.
+    problems: list[tuple[str, str]] = []
+    check_json_types(data, rtype, path or rtype, problems)
+    if problems:
+        issues = [Issue("error", "structure", f"{where}: {msg}", [where], InvalidResource.hie_code)
+                  for where, msg in problems[:50]]
+        raise InvalidResource(issues[0].diagnostics, issues=issues)
     return data
 
 

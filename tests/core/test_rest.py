@@ -285,3 +285,17 @@ def test_capability_statement_lists_real_interactions(client):
     pat = next(r for r in rest["resource"] if r["type"] == "Patient")
     assert {"read", "vread", "update", "patch", "delete", "create", "search-type"} <= {i["code"] for i in pat["interaction"]}
     assert not any(r["type"] == "MedicinalProduct" for r in rest["resource"])
+
+
+@pytest.mark.parametrize("body, path", [
+    ({"resourceType": "Patient", "active": "true"}, "Patient.active"),
+    ({"resourceType": "Patient", "multipleBirthInteger": True}, "Patient.multipleBirthInteger"),
+    ({"resourceType": "Patient", "name": [{"given": [7]}]}, "Patient.name[0].given[0]"),
+    ({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "valueQuantity": {"value": "7.2"}},
+     "Observation.valueQuantity.value"),
+])
+def test_primitives_of_the_wrong_json_type_are_rejected(client, body, path):
+    r = post(client, body["resourceType"], body)
+    assert r.status_code == 400
+    assert issue(r)["expression"] == [path]
+    assert issue(r)["details"]["coding"][0]["code"] == "HIE-1002"
