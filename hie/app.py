@@ -50,6 +50,9 @@ class Node:
         self.write_listeners.append(compile_consent_grants)
         if self.patient_key_resolver is not None and hasattr(self.policy, "set_patient_key_resolver"):
             self.policy.set_patient_key_resolver(self.patient_key_resolver)
+        from hie.auth.compartment import install as install_compartment
+
+        install_compartment(self)  # patient-context tokens read and write one compartment
 
     @classmethod
     def open(cls, database_url: str | None = None, **kwargs: Any) -> Node:

@@ -24,6 +24,10 @@ class Principal:
     purpose_of_use: str | None = None
     token_id: str | None = None  # the access token's jti (audit, revocation)
     network_address: str | None = None  # the caller's IP address as the node saw it (audit)
+    #: Every row this principal reads or writes must be in this Patient's compartment
+    #: (patient tokens; clinician requests that rely on ``patient/`` scopes). Enforced by
+    #: :mod:`hie.auth.compartment`; principals of kind "patient" are confined regardless.
+    patient_compartment: str | None = None
 
     @property
     def is_system(self) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hie.auth import enforce
+from hie.auth.compartment import confine
 from hie.auth.service import AuthService
 from hie.principal import Principal
 
@@ -38,7 +39,9 @@ def bearer_authenticator(node: Any) -> Callable[[Any], Principal]:
 
 def authorize(node: Any, request: Any, authenticate: Callable[[Any], Principal], bundle: Any = None) -> Principal:
     """Authenticate (401) and check the scopes the request needs (403; 405 for AuditEvent
-    writes). Public endpoints (the CapabilityStatement) get a principal that reads nothing."""
+    writes). Public endpoints (the CapabilityStatement) get a principal that reads nothing.
+    A request that acts in a patient context comes back confined to that patient's
+    compartment (:mod:`hie.auth.compartment`)."""
     path = request.url.path
     path = path[len("/fhir"):] if path.startswith("/fhir") else path
     needs = enforce.needs_for(request.method, path, request.url.query, node.registry)
@@ -48,4 +51,4 @@ def authorize(node: Any, request: Any, authenticate: Callable[[Any], Principal],
     if bundle is not None:
         needs = needs + enforce.needs_for_bundle(bundle, node.registry)
     enforce.check(principal, needs)
-    return principal
+    return confine(principal, needs)

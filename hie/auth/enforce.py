@@ -12,9 +12,10 @@ that entry would need on its own.
 
 Which scope contexts count depends on who asks: a backend client uses ``system/``
 scopes, a clinician ``user/`` (and ``patient/`` within a launch patient), a patient
-``patient/`` only. ``patient/`` scopes confine the token to the launch patient's
-compartment; the rows themselves are filtered by the access predicate
-(:mod:`hie.storage.access`), which answers 404 outside it.
+``patient/`` only. ``patient/`` scopes confine the request to the launch patient's
+compartment (:mod:`hie.auth.compartment`: reads outside it are absent, 404; writes about
+anyone else are refused, 403); within it the consent predicate
+(:mod:`hie.storage.access`) still decides what is visible.
 
 AuditEvents are written by the node only: create, update, patch and delete of
 ``AuditEvent`` answer 405 for everyone.
