@@ -149,8 +149,11 @@ class ConsentPolicy:
 
         def grants(effect: str, label_cond: Callable[[Any], ColumnElement[bool]]) -> ColumnElement[bool]:
             g = G.alias()
+            # Only ``g`` is local: auto-correlation reaches just the immediately enclosing
+            # SELECT, and the per-label permit check sits two levels below ``r`` (left to
+            # itself it would scan a fresh, uncorrelated ``resource AS r``).
             return exists().where(g.c.effect == effect, self._match(g, r, org, practitioner, purposes, now),
-                                  label_cond(g))
+                                  label_cond(g)).correlate_except(g)
 
         def carries(label: Any) -> ColumnElement[bool]:
             return c.sensitive_labels.contains(literal(" ") + label + literal(" "))

@@ -101,4 +101,16 @@ def consents() -> dict[str, list[dict[str, Any]]]:
         "data-period-2026": [builder.all_facilities("c1", P, provision_kw={
             "data_period": builder.period("2026-01-01", "2026-12-31")}, **kw)],
         "per-individual": [builder.per_individual("c1", P, ["Practitioner/dr-c"], **kw)],
+        # A label permit narrowed by class or by data period must be matched against the
+        # labelled row itself, not against some other row of the same patient.
+        "psy-permitted-for-labs-only": [
+            builder.chosen_facilities("c1", P, ["Organization/org-c"], **kw),
+            builder.consent("c2", P, builder.provision("permit", actors=["Organization/org-c"], labels=["PSY", "HIV"],
+                                                       classes=["lab"]), **kw),
+        ],
+        "psy-permitted-for-2026-data": [
+            builder.chosen_facilities("c1", P, ["Organization/org-c"], **kw),
+            builder.consent("c2", P, builder.provision("permit", actors=["Organization/org-c"], labels=["PSY"],
+                                                       data_period=builder.period("2026-01-01", "2026-12-31")), **kw),
+        ],
     }

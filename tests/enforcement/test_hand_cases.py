@@ -61,6 +61,16 @@ def test_hiv_needs_its_own_permit_and_every_label_must_be_permitted(node):
     assert "Condition/cond-a-psy" not in seen
 
 
+@pytest.mark.parametrize("state", ["psy-permitted-for-labs-only", "psy-permitted-for-2026-data"])
+def test_a_narrowed_label_permit_is_checked_against_the_labelled_row_itself(node, state):
+    # cond-a-psy is a 2025 problem: neither a labs-only nor a 2026-data PSY permit covers it,
+    # although another row of the same patient (lab-a-hiv-psy, 2026) is covered.
+    setup(node, state)
+    seen = visible_ids(node, VIEWERS["facility-c"])
+    assert "Condition/cond-a-psy" not in seen
+    assert ("Observation/lab-a-hiv-psy" in seen) == (state == "psy-permitted-for-labs-only")
+
+
 def test_data_period_limits_what_is_shared_and_undated_data_stays_hidden(node):
     setup(node, "data-period-2026")
     seen = visible_ids(node, VIEWERS["facility-c"])
