@@ -64,6 +64,7 @@ def import_ssmix2(
     strict_patient_id: bool = typer.Option(False, help="Reject files whose PID-3 differs from the storage patient id."),
     report_json: Optional[Path] = typer.Option(None, "--report", help="Write the per-file report as JSON."),
     show_all: bool = typer.Option(False, "--all", help="List unchanged files too."),
+    workers: int = typer.Option(0, help="Import processes, files partitioned by patient (0 = one per core)."),
     database_url: Optional[str] = _DB,
 ) -> None:
     """Import an SS-MIX2 standardized-storage tree (date order, resumable, idempotent)."""
@@ -71,6 +72,7 @@ def import_ssmix2(
     from adapters.hl7v2.errors import V2Error
     from adapters.hl7v2.ids import check_facility
     from adapters.ssmix2.importer import import_tree
+    from hie.loader import default_workers
 
     try:
         check_facility(facility)
@@ -88,7 +90,8 @@ def import_ssmix2(
                     progress.update(task, total=total, completed=done, description=rel[-48:])
 
                 report = import_tree(node, root, facility, state_path=state, feed=feed, progress=cb,
-                                     strict_patient_id=strict_patient_id, settle_seconds=2.0 if watch else 0.0)
+                                     strict_patient_id=strict_patient_id, settle_seconds=2.0 if watch else 0.0,
+                                     workers=workers or default_workers())
             if not watch or any(f.status != "unchanged" for f in report.files):
                 _print_report(report, show_all)
             if report_json:

@@ -24,6 +24,7 @@ to map the payload again: ``ssmix2:1312345670:/abs/path/file``, ``mllp:131234567
 from __future__ import annotations
 
 import copy
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,18 +113,21 @@ class Feed:
                 bundle = _retarget(copy.deepcopy(bundle), old, new)
                 extra = {k: _retarget(copy.deepcopy(v), old, new) for k, v in extra.items()}
             missing = []
+            unknown = [key for key in extra if key not in self._known]
+            if unknown:
+                from hie.ingest import existing
+
+                self._known.update(existing(self.node, unknown))  # one read for all of them
             for key, res in extra.items():
-                if key in self._known:
-                    continue
-                rtype, rid = key.split("/", 1)
-                if self._search(rtype, [("_id", rid)]):
-                    self._known.add(key)
-                else:
+                if key not in self._known:
                     missing.append({"resource": res, "request": {"method": "PUT", "url": key}})
             if missing:
                 bundle = dict(bundle)
                 bundle["entry"] = missing + list(bundle["entry"])
-            resp = self._run(bundle, source=source)
+            try:
+                resp = self._run(bundle, source=source)
+            except IngestRejected as err:
+                raise _with_origin(err, bundle, result.origins) from None
             self._known.update(e["request"]["url"] for e in missing)
             for e in bundle["entry"]:
                 if e["request"]["method"] == "DELETE":
@@ -132,6 +136,19 @@ class Feed:
 
     def forget(self, key: str) -> None:
         self._known.discard(key)
+
+
+def _with_origin(err: IngestRejected, bundle: dict[str, Any], origins: dict[str, str]) -> IngestRejected:
+    """Name the HL7 location a rejected resource was mapped from (the node's message names
+    ``Bundle.entry[i]``; the adapter does not validate before the node does)."""
+    m = re.search(r"Bundle\.entry\[(\d+)\]", err.text)
+    if m is None:
+        return err
+    entries = bundle.get("entry") or []
+    i = int(m.group(1))
+    url = entries[i]["request"]["url"] if i < len(entries) else None
+    origin = origins.get(url) if url else None
+    return IngestRejected(f"{err.text} (mapped from {origin})") if origin else err
 
 
 def _retarget(node: Any, old: str, new: str) -> Any:

@@ -5,7 +5,9 @@ Generates a standardized-storage tree of ``--patients`` x 19 messages from the
 the patient id and the kanji/kana names per patient (decode ISO-2022-JP, substitute,
 re-encode: never byte-patching inside shifted runs), imports it into a fresh node
 (``--database-url``, default a temporary SQLite file), then sends ``--mllp`` messages
-over one MLLP connection and waits for every ACK.
+over one MLLP connection and waits for every ACK. The directory import runs once per
+``--workers`` count (import processes partitioned by patient, as
+``hie import ssmix2 --workers``), each into a fresh database.
 
     .venv/bin/python bench/ssmix2.py --patients 527   # 10,013 messages
 """
@@ -62,6 +64,7 @@ def main() -> None:
     ap.add_argument("--mllp", type=int, default=2000, help="messages to send over MLLP")
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--facility", default="2212345670")
+    ap.add_argument("--workers", default=None, help="comma-separated import process counts (default: 1,cores)")
     args = ap.parse_args()
 
     from hie.app import Node
@@ -69,21 +72,27 @@ def main() -> None:
     from adapters.ssmix2.importer import import_tree
     from adapters.mllp.server import FS, Processor, frame, run_in_thread
 
-    work = Path(tempfile.mkdtemp(prefix="bench-ssmix2-"))
-    url = args.database_url or f"sqlite:///{work}/bench.db"
-    node = Node(Settings(database_url=url, data_dir=work, base_url="http://bench/fhir"))
-    node.upgrade()
+    from hie.loader import default_workers
 
+    work = Path(tempfile.mkdtemp(prefix="bench-ssmix2-"))
     t = time.perf_counter()
     n = generate(work / "storage", args.patients)
-    print(f"generated {n} messages for {args.patients} patients in {time.perf_counter() - t:.1f}s")
+    print(f"generated {n} messages for {args.patients} patients in {time.perf_counter() - t:.1f}s", flush=True)
 
-    report = import_tree(node, work / "storage", args.facility, state_path=work / "state.json")
-    mapped = report.counts().get("mapped", 0)
-    print(f"directory import: {mapped} mapped, {report.counts()} in {report.seconds:.1f}s "
-          f"= {mapped / report.seconds:.0f} messages/s")
-    again = import_tree(node, work / "storage", args.facility, state_path=work / "state.json")
-    print(f"re-import (state file): {again.counts()} in {again.seconds:.1f}s")
+    counts = [int(w) for w in (args.workers or ",".join(dict.fromkeys(["1", str(default_workers())]))).split(",")]
+    for workers in counts:
+        if args.database_url and len(counts) > 1:
+            sys.exit("--database-url needs a single --workers count (each run needs an empty database)")
+        url = args.database_url or f"sqlite:///{work}/bench-{workers}.db"
+        node = Node(Settings(database_url=url, data_dir=work, base_url="http://bench/fhir"))
+        node.upgrade()
+        state = work / f"state-{workers}.json"
+        report = import_tree(node, work / "storage", args.facility, state_path=state, workers=workers)
+        mapped = report.counts().get("mapped", 0)
+        print(f"directory import, workers={workers}: {mapped} mapped, {report.counts()} in {report.seconds:.1f}s "
+              f"= {mapped / report.seconds:.0f} messages/s", flush=True)
+        again = import_tree(node, work / "storage", args.facility, state_path=state, workers=workers)
+        print(f"re-import (state file): {again.counts()} in {again.seconds:.1f}s", flush=True)
 
     # MLLP: new patients, so every message is new work.
     src = corpus_root() / "999" / "901" / SAMPLE_PID

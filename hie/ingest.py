@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +100,17 @@ def ingest_bundle(
             log.info("transaction from %s lost a race (%s); retrying (%d/%d)", source, err, attempt, RETRIES)
             bundle.clear()
             bundle.update(orjson.loads(pristine))  # the failed attempt rewrote references in place
+
+
+def existing(node: Any, keys: Iterable[str], *, principal: Principal = SYSTEM) -> set[str]:
+    """Which of the ``Type/id`` keys the node holds (current and not deleted), in one read
+    (feeds decide what to create if absent with this instead of a search per key)."""
+    pairs = [tuple(k.split("/", 1)) for k in dict.fromkeys(keys) if "/" in k]
+    if not pairs:
+        return set()
+    with node.context(principal, write=False) as ctx:
+        found = ctx.repo._fetch_current(pairs)  # noqa: SLF001 - node internals
+    return {f"{t}/{i}" for (t, i), st in found.items() if not st.deleted}
 
 
 _turn_fds: dict[tuple[int, str], int] = {}

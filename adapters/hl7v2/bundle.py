@@ -16,9 +16,11 @@ Every resource carries:
 * the facility patient identifier, in ``Patient.identifier`` or in the subject
   reference's ``identifier``.
 
-Each resource is validated with the ``fhir.resources.R4B`` models; a resource that
-does not validate is an :class:`InvalidResource` error naming the segment it came
-from, never a silently dropped element.
+Validation: the node validates every resource it is given (``fhir.resources.R4B``), so
+the builder does not validate them a second time (that doubled the cost of a message).
+It records where each resource was mapped from (:attr:`BundleBuilder.origins`); when the
+node rejects a resource, the feed reports the node's OperationOutcome location together
+with that HL7 origin (:mod:`adapters.feed`). :func:`validate_bundle` remains for tests.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class BundleBuilder:
         #: Resources to create only when the node does not have them yet (see
         #: :meth:`put_if_absent`), keyed by "Type/id".
         self.if_absent: dict[str, dict[str, Any]] = {}
+        #: "Type/id" -> the HL7 location the resource was mapped from (error reports).
+        self.origins: dict[str, str] = {}
 
     # ------------------------------------------------------------ references
     def patient_ref(self) -> dict[str, Any]:
@@ -78,7 +82,6 @@ class BundleBuilder:
         rtype, rid = resource["resourceType"], resource["id"]
         key = f"{rtype}/{rid}"
         self._decorate(resource)
-        _validate(resource, origin)
         entry = {"fullUrl": f"urn:uuid:{uuid.uuid5(_UUID_NS, key)}", "resource": resource,
                  "request": {"method": "PUT", "url": key}}
         if key in self._index:
@@ -88,6 +91,7 @@ class BundleBuilder:
         else:
             self._index[key] = len(self._entries)
             self._entries.append(entry)
+        self.origins[key] = origin
         return {"reference": key}
 
     def put_if_absent(self, resource: dict[str, Any], origin: str) -> dict[str, str]:
@@ -98,8 +102,8 @@ class BundleBuilder:
         if key in self._index:
             return {"reference": key}
         self._decorate(resource)
-        _validate(resource, origin)
         self.if_absent[key] = resource
+        self.origins[key] = origin
         return {"reference": key}
 
     def has(self, key: str) -> bool:

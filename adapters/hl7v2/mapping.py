@@ -2,7 +2,8 @@
 
 Entry point of the adapter: decode (MSH-18), parse (python-hl7), check the segment
 grammar of the message structure, dispatch on MSH-9 to the mapper of the message
-kind, validate every resource with ``fhir.resources.R4B``.
+kind. The node validates every resource with ``fhir.resources.R4B`` when it is ingested
+(see :mod:`adapters.hl7v2.bundle` for why the adapter does not validate them first).
 HL7 v2.5 chapter 2 (control): https://www.hl7.eu/HL7v2x/v25/std25/ch02.html
 SS-MIX2 kinds and JAMI mappings: https://github.com/jami-fhir-jp-wg/ssmix2-to-fhir
 """
@@ -94,6 +95,8 @@ class MappingResult:
     #: (ServiceRequest) of a result message. See adapters.feed.
     if_absent: dict[str, dict[str, Any]] = field(default_factory=dict)
     patient_id: str = ""
+    #: "Type/id" -> HL7 location each resource was mapped from (for error reports).
+    origins: dict[str, str] = field(default_factory=dict)
 
 
 def map_message(raw: bytes, *, facility: str, source: str, kind: str | None = None,
@@ -146,11 +149,11 @@ def map_parsed(msg: Message, *, facility: str, source: str, kind: str | None = N
     return MappingResult(bundle=bundle, control_id=msg.control_id, message_type=f"{code}^{event}",
                          patient_number=number, resource_count=len(b.resources()), warnings=ctx.warnings,
                          sending=f"{msg.msh.get(3)}|{msg.msh.get(4)}",
-                         if_absent={} if delete else dict(b.if_absent), patient_id=b.patient_id)
+                         if_absent={} if delete else dict(b.if_absent), patient_id=b.patient_id,
+                         origins=dict(b.origins))
 
 
 def _patient_stub(msg: Message, b: BundleBuilder, ctx: MapContext) -> dict[str, Any]:
-    from .bundle import _validate
     from .mappers.common import patient_resource
 
     try:
@@ -162,7 +165,7 @@ def _patient_stub(msg: Message, b: BundleBuilder, ctx: MapContext) -> dict[str, 
                "identifier": [{"system": b.patient_ref()["identifier"]["system"], "value": b.patient_number}],
                "managingOrganization": dict(b.org_ref)}
     b._decorate(res)  # noqa: SLF001 - same package
-    _validate(res, "PID")
+    b.origins[f"Patient/{b.patient_id}"] = "PID"
     return res
 
 

@@ -12,14 +12,25 @@ Storage layout: SS-MIX2 標準化ストレージ仕様書 Ver. 1.2h, https://www
 A newer version of an order (same patient, date, kind and order number; later
 timestamp) replaces the older one: resources the older file produced and the newer
 one no longer does are deleted, so a changed order leaves nothing stale behind.
+
+``workers > 1`` (``hie import ssmix2 --workers``) imports in that many processes. Files
+are partitioned by patient (every file of a patient goes to the same process, in the
+same date order as a sequential import); the processes work in rounds of
+``save_every`` files each, after which the parent merges their state and saves the
+state file, so an interrupted import resumes as before. Patients are independent in
+the node (their resources, their orders); the shared facility Organization is created
+idempotently (a PUT of the same content) by whichever process needs it first.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import time
+import zlib
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -110,7 +121,8 @@ def _fingerprint(path: Path) -> tuple[int, int]:
 
 def import_tree(node: Any, root: Path, facility: str, *, state_path: Path | None = None,
                 feed: Feed | None = None, strict_patient_id: bool = False, settle_seconds: float = 0.0,
-                progress: Callable[[int, int, str], None] | None = None, save_every: int = 50) -> ImportReport:
+                progress: Callable[[int, int, str], None] | None = None, save_every: int = 50,
+                workers: int = 1) -> ImportReport:
     """Import every file under ``root`` once; see the module docstring."""
     root = root.resolve()
     feed = feed or Feed(node)
@@ -145,18 +157,104 @@ def import_tree(node: Any, root: Path, facility: str, *, state_path: Path | None
         if progress:
             progress(done, total, rel)
 
-    for sf in sorted(parsed, key=lambda f: f.sort_key):
-        done += 1
-        result = _import_one(node, feed, state, sf, facility, strict_patient_id, settle_seconds, now)
-        if result is not None:
-            report.files.append(result)
-        if state.dirty >= save_every:
-            state.save()
-        if progress:
-            progress(done, total, sf.rel)
+    ordered = sorted(parsed, key=lambda f: f.sort_key)
+    if workers > 1 and len(ordered) > 1:
+        for rel in _import_parallel(node, feed, state, ordered, facility, strict_patient_id, settle_seconds, now,
+                                    workers, save_every, report):
+            done += 1
+            if progress:
+                progress(done, total, rel)
+    else:
+        for sf in ordered:
+            done += 1
+            result = _import_one(node, feed, state, sf, facility, strict_patient_id, settle_seconds, now)
+            if result is not None:
+                report.files.append(result)
+            if state.dirty >= save_every:
+                state.save()
+            if progress:
+                progress(done, total, sf.rel)
     state.save()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+# -- parallel import ----------------------------------------------------------------------
+
+_worker: dict[str, Any] = {}
+
+
+class _StateView:
+    """The part of :class:`State` that :func:`_import_one` uses, in a worker process."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self.dirty = 0
+
+
+def _init_worker(settings: Any, registry: Any, facility_names: dict[str, str]) -> None:
+    from hie.app import Node
+
+    node = Node(settings, registry=registry)
+    _worker.update(node=node, feed=Feed(node, facility_names=dict(facility_names)))
+
+
+def _import_chunk(files: list[StorageFile], files_state: dict[str, Any], orders: dict[str, Any], facility: str,
+                  strict_patient_id: bool, settle_seconds: float, now: float,
+                  ) -> tuple[list[tuple[str, FileResult | None]], dict[str, Any], dict[str, Any]]:
+    """Import one patient partition's next files; return the results and the state entries
+    of these files and of their orders (None: the order was removed)."""
+    view = _StateView({"files": files_state, "orders": orders})
+    out = []
+    for sf in files:
+        out.append((sf.rel, _import_one(_worker["node"], _worker["feed"], view, sf, facility, strict_patient_id,
+                                        settle_seconds, now)))
+    keys = {"|".join(sf.order_key) for sf in files}
+    return out, {sf.rel: files_state.get(sf.rel) for sf in files}, {k: orders.get(k) for k in keys}
+
+
+def _import_parallel(node: Any, feed: Feed, state: State, ordered: list[StorageFile], facility: str,
+                     strict_patient_id: bool, settle_seconds: float, now: float, workers: int, save_every: int,
+                     report: ImportReport) -> Any:
+    """Yield each file's ``rel`` as it is done (see the module docstring)."""
+    partitions: list[list[StorageFile]] = [[] for _ in range(workers)]
+    for sf in ordered:  # date order within each partition, as in a sequential import
+        partitions[zlib.crc32(sf.patient_id.encode()) % workers].append(sf)
+    partitions = [p for p in partitions if p]
+    results: dict[str, FileResult] = {}
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    files_state, orders = state.data["files"], state.data["orders"]
+    with ProcessPoolExecutor(max_workers=len(partitions), mp_context=ctx, initializer=_init_worker,
+                             initargs=(node.settings, node.registry, feed.facility_names)) as pool:
+        step = max(1, save_every // len(partitions))
+        for start in range(0, max(len(p) for p in partitions), step):
+            futures = []
+            for part in partitions:
+                chunk = part[start:start + step]
+                if chunk:
+                    keys = {"|".join(sf.order_key) for sf in chunk}
+                    futures.append(pool.submit(
+                        _import_chunk, chunk, {sf.rel: files_state[sf.rel] for sf in chunk if sf.rel in files_state},
+                        {k: orders[k] for k in keys if k in orders}, facility, strict_patient_id, settle_seconds,
+                        now))
+            for fut in futures:
+                out, fstate, ostate = fut.result()
+                for rel, res in out:
+                    if res is not None:
+                        results[rel] = res
+                for rel, v in fstate.items():
+                    if v is not None:
+                        files_state[rel] = v
+                for k, v in ostate.items():
+                    if v is None:
+                        orders.pop(k, None)
+                    else:
+                        orders[k] = v
+                for rel, _ in out:
+                    yield rel
+            state.save()
+    report.files.extend(results[sf.rel] for sf in ordered if sf.rel in results)
 
 
 def _import_one(node: Any, feed: Feed, state: State, sf: StorageFile, facility: str,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, func, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hie.clock import Clock, SystemClock, instant, new_id
@@ -434,7 +434,14 @@ class Repository:
         keys = [k for k in dict.fromkeys(keys) if k[1]]
         out: dict[tuple[str, str], Stored] = {}
         for chunk in _chunks(keys, 400):
-            stmt = select(*_COLS).where(tuple_(R.c.res_type, R.c.res_id).in_(chunk), self.access(R))
+            # One ``res_type = ? AND res_id IN (...)`` per type: SQLite answers a row-value
+            # ``(res_type, res_id) IN (...)`` with a scan of the whole unique index, which
+            # made every write batch cost time proportional to the table.
+            by_type: dict[str, list[str]] = {}
+            for t, i in chunk:
+                by_type.setdefault(t, []).append(i)  # type: ignore[arg-type]
+            match = or_(*(and_(R.c.res_type == t, R.c.res_id.in_(ids)) for t, ids in by_type.items()))
+            stmt = select(*_COLS).where(match, self.access(R))
             for row in self.conn.execute(stmt):
                 st = Stored(*row)
                 out[(st.res_type, st.res_id)] = st

@@ -145,3 +145,56 @@ def test_watch_picks_up_new_files(node, tree: Path, tmp_path: Path) -> None:  # 
     watch(node, tree, FACILITY, interval=0, settle_seconds=0, rounds=1, on_report=reports.append,
           state_path=tmp_path / "state.json")
     assert [f.status for f in reports[1].files if f.status != "unchanged"] == ["mapped"]
+
+
+def _copy_patient(tree: Path, src_pid: str, new_pid: str) -> None:
+    """Copy a patient's folder under a new patient id (names and PID-3 follow)."""
+    src = tree / src_pid[:3] / src_pid[3:6] / src_pid
+    for f in src.rglob("*"):
+        if f.is_file():
+            rel = f.relative_to(src)
+            out = tree / new_pid[:3] / new_pid[3:6] / new_pid / rel.parent / f.name.replace(src_pid, new_pid)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(f.read_bytes().replace(src_pid.encode(), new_pid.encode()))
+
+
+def test_parallel_import_partitions_by_patient_and_matches_a_sequential_import(node, tree: Path,  # noqa: ANN001
+                                                                               tmp_path: Path) -> None:
+    sample = next(p.name for p in (tree / "999" / "901").iterdir())
+    for n in range(3):
+        _copy_patient(tree, sample, f"99901{n:02d}")
+    report = import_tree(node, tree, FACILITY, state_path=tmp_path / "state.json", workers=2, save_every=10)
+    assert report.counts() == {"mapped": 19 * 4, "rejected": 3}
+    assert len(list_failures(node, channel="ssmix2")) == 3
+    local = [p for p in _search(node, "Patient", []) if any(
+        i["system"].startswith("urn:oid:1.2.392.100495.20.3.51.1") for i in p.get("identifier", []))]
+    assert sorted(i["value"] for p in local for i in p["identifier"] if i["system"].endswith(FACILITY)) == [
+        "9990100", "9990101", "9990102", sample]
+    versions = _versions(node)
+    # the state file was merged from the workers: a re-run reads nothing again
+    again = import_tree(node, tree, FACILITY, state_path=tmp_path / "state.json", workers=2)
+    assert again.counts() == {"unchanged": 19 * 4 + 3}
+    # and a sequential run without the state file changes nothing either
+    third = import_tree(node, tree, FACILITY, state_path=tmp_path / "other.json")
+    assert third.counts() == {"mapped": 19 * 4, "rejected": 3}
+    assert [f.path for f in third.files] == [f.path for f in report.files]
+    # (Patients are left out: the copies share a name and birth date, so identity links
+    # them, and a facility's ADT update of a linked record is re-linked: a new version.)
+    assert {k: v for k, v in _versions(node).items() if not k.startswith("Patient/")} == {
+        k: v for k, v in versions.items() if not k.startswith("Patient/")}
+
+
+def test_resource_the_node_rejects_is_reported_with_its_hl7_origin(node) -> None:  # noqa: ANN001
+    from adapters.feed import IngestRejected
+    from adapters.hl7v2.mapping import MappingResult
+
+    obs = {"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"},
+           "valueQuantity": {"value": "many"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction",
+              "entry": [{"resource": obs, "request": {"method": "PUT", "url": "Observation/o1"}}]}
+    result = MappingResult(bundle=bundle, control_id="1", message_type="OUL^R22", patient_number="1",
+                           resource_count=1, origins={"Observation/o1": "OBX[2]"})
+    with pytest.raises(IngestRejected) as exc:
+        Feed(node).submit(result, facility=FACILITY, source="test")
+    assert "Bundle.entry[0].resource.valueQuantity.value" in exc.value.text
+    assert exc.value.text.endswith("(mapped from OBX[2])")
