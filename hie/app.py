@@ -32,6 +32,9 @@ class Node:
         self.settings = settings
         self.engine = make_engine(settings.database_url, pool_size=settings.pool_size)
         self.registry = registry or SearchRegistry.load_default()
+        from hie.audit.search import configure as configure_audit_search
+
+        configure_audit_search(self.registry)  # AuditEvents: a reduced index (write cost)
         self.clock: Clock = clock or SystemClock()
         from hie.enforcement.grants import on_write as compile_consent_grants
         from hie.enforcement.policy import ConsentPolicy

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,40 @@ class SearchRegistry:
 
     def get(self, res_type: str, code: str) -> SearchParam | None:
         """The parameter ``code`` of ``res_type`` (own, then DomainResource, then Resource)."""
+        p = self._find(res_type, code)
+        if p is not None and res_type in self._restricted:
+            return self._restrict_one(p, res_type)
+        return p
+
+    def restrict(self, res_type: str, codes: Iterable[str], reason: str) -> None:
+        """Index and search only ``codes`` (and the column parameters ``_id``,
+        ``_lastUpdated``) for ``res_type``; every other parameter of that type becomes
+        unsupported with ``reason``: not indexed, refused or reported when searched, left
+        out of the CapabilityStatement. For types written far more often than searched (the
+        audit trail), where extracting every official parameter costs more than the write."""
+        self._restricted[res_type] = (frozenset(codes) | COLUMN_PARAMS, reason)
+        self._restricted_cache.clear()
+        self.invalidate()
+
+    @cached_property
+    def _restricted(self) -> dict[str, tuple[frozenset[str], str]]:
+        return {}
+
+    @cached_property
+    def _restricted_cache(self) -> dict[tuple[str, str], SearchParam]:
+        return {}
+
+    def _restrict_one(self, p: SearchParam, res_type: str) -> SearchParam:
+        allowed, reason = self._restricted[res_type]
+        if p.code in allowed or not p.supported:
+            return p
+        key = (res_type, p.code)
+        c = self._restricted_cache.get(key)
+        if c is None:
+            c = self._restricted_cache[key] = replace(p, res_type=res_type, supported=False, reason=reason)
+        return c
+
+    def _find(self, res_type: str, code: str) -> SearchParam | None:
         for scope in (res_type, "DomainResource", "Resource"):
             p = self._params.get(scope, {}).get(code)
             if p is not None:
