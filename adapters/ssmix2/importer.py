@@ -217,17 +217,25 @@ def _import_parallel(node: Any, feed: Feed, state: State, ordered: list[StorageF
                      strict_patient_id: bool, settle_seconds: float, now: float, workers: int, save_every: int,
                      report: ImportReport) -> Any:
     """Yield each file's ``rel`` as it is done (see the module docstring)."""
+    results: dict[str, FileResult] = {}
+    files_state, orders = state.data["files"], state.data["orders"]
     partitions: list[list[StorageFile]] = [[] for _ in range(workers)]
     for sf in ordered:  # date order within each partition, as in a sequential import
+        prev = files_state.get(sf.rel)
+        if prev and tuple(prev["fp"]) == _fingerprint(sf.path):  # as _import_one, without a process
+            results[sf.rel] = FileResult(sf.rel, sf.kind, "unchanged", reason=prev.get("reason", ""))
+            yield sf.rel
+            continue
         partitions[zlib.crc32(sf.patient_id.encode()) % workers].append(sf)
     partitions = [p for p in partitions if p]
-    results: dict[str, FileResult] = {}
+    if not partitions:
+        report.files.extend(results[sf.rel] for sf in ordered if sf.rel in results)
+        return
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    files_state, orders = state.data["files"], state.data["orders"]
     with ProcessPoolExecutor(max_workers=len(partitions), mp_context=ctx, initializer=_init_worker,
                              initargs=(node.settings, node.registry, feed.facility_names)) as pool:
-        step = max(1, save_every // len(partitions))
+        step = max(1, save_every)
         for start in range(0, max(len(p) for p in partitions), step):
             futures = []
             for part in partitions:
