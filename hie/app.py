@@ -32,9 +32,12 @@ class Node:
         self.settings = settings
         self.engine = make_engine(settings.database_url, pool_size=settings.pool_size)
         self.registry = registry or SearchRegistry.load_default()
+        #: Called on every registry this node builds (see hie.search.stored).
+        self.registry_hooks: list[Any] = []
         from hie.audit.search import configure as configure_audit_search
 
         configure_audit_search(self.registry)  # AuditEvents: a reduced index (write cost)
+        self.registry_hooks.append(configure_audit_search)  # and on registries rebuilt later
         self.clock: Clock = clock or SystemClock()
         from hie.enforcement.grants import on_write as compile_consent_grants
         from hie.enforcement.policy import ConsentPolicy
@@ -51,6 +54,9 @@ class Node:
         # Consent grants follow Consent writes in the same transaction (after identity, so
         # the Consent's patient key is the regional one).
         self.write_listeners.append(compile_consent_grants)
+        from hie.search.stored import install as install_stored_search_parameters
+
+        install_stored_search_parameters(self)  # stored SearchParameters add to the registry
         if self.patient_key_resolver is not None and hasattr(self.policy, "set_patient_key_resolver"):
             self.policy.set_patient_key_resolver(self.patient_key_resolver)
         from hie.auth.compartment import install as install_compartment
@@ -92,6 +98,7 @@ class Node:
     ) -> Iterator[Context]:
         tx = write_tx if write else read_tx
         with tx(self.engine) as conn:
+            self.stored_search_parameters.refresh(conn)
             yield Context(
                 conn=conn,
                 principal=principal,

@@ -1,0 +1,131 @@
+"""Stored ``SearchParameter`` resources add to or override the official definitions.
+
+A write listener checks each SearchParameter written through the repository (a definition
+the registry cannot use is refused with its path) and bumps a version counter in the
+``node_setting`` table in the same transaction. Every process compares that version with
+the one it loaded, at most every :data:`CHECK_INTERVAL` seconds, and rebuilds its registry
+from the vendored definitions plus every active stored SearchParameter when it changed — so
+all worker processes agree without a restart. Resources written afterwards are indexed with
+the new parameters; ``hie reindex`` indexes the ones already stored.
+
+Spec: https://hl7.org/fhir/R4/searchparameter.html
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, insert, select, update
+
+from hie.enforcement.tables import node_setting as S
+from hie.errors import InvalidResource
+from hie.search.registry import DEFINITIONS, SearchRegistry
+from hie.storage.tables import resource as R
+
+log = logging.getLogger(__name__)
+
+VERSION_SETTING = "search_parameters_version"
+CHECK_INTERVAL = 2.0  # seconds between version checks per process
+
+
+def _fresh_registry() -> SearchRegistry:
+    return SearchRegistry.from_files(DEFINITIONS / "search-parameters.json",
+                                     DEFINITIONS / "compartmentdefinition-patient.json")
+
+
+def check_definition(resource: dict[str, Any]) -> None:
+    """Refuse a SearchParameter the registry cannot use (as an OperationOutcome with the path)."""
+    scratch = _scratch()
+    try:
+        added = scratch.register(dict(resource))
+    except ValueError as exc:
+        text = str(exc)
+        path = text.split(" ", 1)[0] if text.startswith("SearchParameter.") else "SearchParameter"
+        raise InvalidResource(f"{text}", expression=[path]) from None
+    unsupported = [p for p in added if not p.supported]
+    if unsupported:
+        p = unsupported[0]
+        raise InvalidResource(f"SearchParameter.expression: {p.res_type}.{p.code} cannot be indexed: {p.reason}",
+                              expression=["SearchParameter.expression"])
+
+
+_SCRATCH: SearchRegistry | None = None
+
+
+def _scratch() -> SearchRegistry:
+    global _SCRATCH
+    if _SCRATCH is None:
+        _SCRATCH = _fresh_registry()
+    return _SCRATCH
+
+
+class StoredSearchParameters:
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.loaded: str | None = None
+        self.checked = 0.0
+        self.lock = threading.Lock()
+
+    def on_write(self, repo: Any, results: list[Any]) -> None:
+        """Write listener: check SearchParameters and bump the version in this transaction."""
+        touched = False
+        for res in results:
+            st = res.stored
+            if st is None or st.res_type != "SearchParameter":
+                continue
+            touched = True
+            if not st.deleted and st.content is not None:
+                body = st.resource()
+                if body.get("status") == "active":
+                    check_definition(body)
+        if touched:
+            now = str(repo.clock.now_us())
+            conn: Connection = repo.conn
+            if conn.execute(select(S.c.name).where(S.c.name == VERSION_SETTING)).first():
+                conn.execute(update(S).where(S.c.name == VERSION_SETTING).values(
+                    value=now, changed_at=int(now), changed_by=repo.principal.name))
+            else:
+                conn.execute(insert(S), {"name": VERSION_SETTING, "value": now, "changed_at": int(now),
+                                         "changed_by": repo.principal.name})
+
+    def refresh(self, conn: Connection, *, force: bool = False) -> None:
+        """Reload the registry if another transaction changed the stored SearchParameters."""
+        if not force and time.monotonic() - self.checked < CHECK_INTERVAL:
+            return
+        version = conn.execute(select(S.c.value).where(S.c.name == VERSION_SETTING)).scalar_one_or_none()
+        self.checked = time.monotonic()
+        if version == self.loaded:
+            return
+        with self.lock:
+            if version == self.loaded:
+                return
+            rows = conn.execute(select(R.c.content).where(
+                R.c.res_type == "SearchParameter", R.c.deleted.is_(False))).scalars().all()
+            active = [orjson.loads(c) for c in rows]
+            active = [d for d in active if d.get("status") == "active"]
+            registry = _fresh_registry() if active else SearchRegistry.load_default()
+            if active:
+                # Configuration other capabilities applied to the registry (e.g. the reduced
+                # AuditEvent index) is applied again to the rebuilt one.
+                for hook in getattr(self.node, "registry_hooks", ()):
+                    hook(registry)
+            for d in active:
+                try:
+                    registry.register(d)
+                except ValueError as exc:  # refused on write; only an old row can get here
+                    log.warning("stored SearchParameter %s not used: %s", d.get("id"), exc)
+            self.node.registry = registry
+            self.loaded = version
+            if active:
+                log.info("search registry: %d stored SearchParameter(s) in use", len(active))
+
+
+def install(node: Any) -> StoredSearchParameters:
+    stored = StoredSearchParameters(node)
+    node.write_listeners.append(stored.on_write)
+    node.stored_search_parameters = stored
+    return stored
