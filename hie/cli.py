@@ -68,6 +68,9 @@ def serve(
     workers: int = typer.Option(1, help="Worker processes (stateless; they share the database)."),
     no_demo: bool = typer.Option(False, "--no-demo", help="Do not load the demo region into an empty database."),
     log_level: str = typer.Option("info", help="Log level."),
+    audit_flusher: str = typer.Option(
+        "process", help="Where audit records are stored and chained: 'process' (a supervised "
+        "flusher process; the servers only journal) or 'thread' (inside each server)."),
 ) -> None:
     """Run the FHIR server (migrates the database; loads the demo region on first start)."""
     import uvicorn
@@ -86,8 +89,54 @@ def serve(
     console.print(f"Database: {node.engine.url.render_as_string()}")
     console.print(f"FHIR base: http://{host}:{port}/fhir   (CapabilityStatement: /fhir/metadata)")
     node.close()
-    uvicorn.run("hie.asgi:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False, http="hie.api.http_protocol:NoDelayProtocol")
+    supervisor = None
+    if audit_flusher == "process" and os.environ.get("HIE_AUDIT_FLUSHER") != "thread":
+        os.environ["HIE_AUDIT_FLUSHER"] = "external"  # inherited by the worker processes
+        supervisor = _AuditFlusherSupervisor()
+        supervisor.start()
+    try:
+        uvicorn.run("hie.asgi:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, access_log=False, http="hie.api.http_protocol:NoDelayProtocol")
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+
+
+class _AuditFlusherSupervisor:
+    """Runs ``hie audit flusher`` beside the servers and restarts it if it dies.
+
+    The servers write each audit record to their journal before answering; the flusher
+    stores, indexes and chains them. Journals survive a flusher crash and are stored when it
+    is back (measured cost of audit on reads: docs/adr/0002-auth-and-audit.md)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.proc = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="audit-flusher-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        import subprocess
+
+        while not self.stopping.is_set():
+            self.proc = subprocess.Popen([sys.executable, "-m", "hie.cli", "audit", "flusher"])
+            code = self.proc.wait()
+            if not self.stopping.is_set():
+                console.print(f"[red]audit flusher exited ({code}); restarting[/]")
+                self.stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                self.proc.kill()
 
 
 @app.command()
