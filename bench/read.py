@@ -1,9 +1,10 @@
 """Read benchmark: FHIR reads over HTTP with several concurrent clients.
 
 Loads N Synthea bundles into a fresh database, starts the real server (``hie serve``,
-uvicorn, W worker processes) and runs C concurrent keep-alive clients that read random
-resources by id for D seconds. Prints reads/s and p50/p95/p99 latency, for SQLite and
-PostgreSQL.
+uvicorn, W worker processes, audit on with its flusher process, bearer-token auth) and runs
+C concurrent keep-alive clients that read random resources by id for D seconds as the
+node's own client (``system/*.rs``). Prints reads/s and p50/p95/p99 latency, for SQLite and
+PostgreSQL. ``bench/read_audit.py`` isolates the cost of audit.
 
     .venv/bin/python bench/read.py [--bundles 10] [--clients 8] [--seconds 15] [--workers 2]
 """
@@ -55,13 +56,11 @@ async def run_load(url: str, ids: list[tuple[str, str]], clients: int, seconds: 
     return len(lat), lat, errors, time.perf_counter() - t0
 
 
-def bench_headers(node: Node) -> dict[str, str]:
-    """Authorization for the benchmark client, when the node enforces it."""
-    try:
-        from hie.auth.bench import system_token_headers  # provided by the auth package
-    except ImportError:
-        return {}
-    return system_token_headers(node)
+def bench_headers(node: Node, base: str) -> dict[str, str]:
+    """A bearer token of the node's own client (``system/*.rs``) for the server at ``base``."""
+    from hie.auth.service import system_token
+
+    return {"Authorization": f"Bearer {system_token(node, 'system/*.rs', fhir_base=base + '/fhir')}"}
 
 
 def main() -> None:
@@ -82,10 +81,10 @@ def main() -> None:
                 with node.engine.connect() as conn:
                     ids = [(t, i) for t, i in conn.execute(
                         select(resource.c.res_type, resource.c.res_id).where(resource.c.deleted.is_(False)))]
-                headers = bench_headers(node)
-                node.close()
                 with server(url, args.workers, Path(tmp)) as base:
+                    headers = bench_headers(node, base)
                     n, lat, errors, elapsed = asyncio.run(run_load(base, ids, args.clients, args.seconds, headers))
+                node.close()
                 p = percentiles(lat)
                 print(f"{kind:10s} {len(ids)} resources, {args.clients} clients, {args.workers} workers: "
                       f"{n / elapsed:7.0f} reads/s  p50 {p[50] * 1000:6.2f} ms  p95 {p[95] * 1000:6.2f} ms  "
