@@ -8,6 +8,10 @@ Implements https://hl7.org/fhir/R4/http.html#search and https://hl7.org/fhir/R4/
 Paging is offset-based over a total order (the requested sort keys, then
 ``resource.pk``), so ``next``/``previous`` links are stable while the data does not
 change. Every SQL statement is built by :mod:`hie.search.query` with ``ctx.access``.
+
+Statements per search: the page (its rows carry the resource content, read by the same
+statement that applies the access predicate); the count only when the page does not
+already tell the total (it does when it holds the last match); one per include round.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from hie.search.query import (
     split_params,
 )
 from hie.search.summary import apply_elements, apply_summary
-from hie.storage.tables import resource as R
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 1000
@@ -109,22 +112,22 @@ def search_bundle(
     prefer_custom_plans(conn)
     if summary == "count":
         count = 0
+    rows: list[tuple[int, str, str, bytes]] = []
+    has_next = False
+    if count > 0:
+        rows = [tuple(row) for row in conn.execute(page_query(
+            b, res_type, parsed.criteria, sort=sort, count=count + 1, offset=offset, compartment=compartment))]
+        has_next = len(rows) > count
+        rows = rows[:count]
     total: int | None = None
     if total_mode != "none" or summary == "count":
-        total = conn.execute(count_query(b, res_type, parsed.criteria, compartment)).scalar_one()
-
-    rows: list[tuple[int, str, str]] = []
-    if count > 0:
-        pks = list(conn.execute(page_query(b, res_type, parsed.criteria, sort=sort, count=count + 1,
-                                           offset=offset, compartment=compartment)).scalars())
-        has_next = len(pks) > count
-        pks = pks[:count]
-    else:
-        pks, has_next = [], False
-    loaded = _load(conn, pks, ctx.access)
-    rows = [(pk, loaded[pk][0], loaded[pk][1]) for pk in pks if pk in loaded]
+        if count > 0 and not has_next and (rows or offset == 0):
+            # The page reaches the last match, so it tells the total (from the same
+            # statement and snapshot as the page itself).
+            total = offset + len(rows)
+        else:
+            total = conn.execute(count_query(b, res_type, parsed.criteria, compartment)).scalar_one()
     included = resolve_includes(conn, b, rows, includes) if includes and rows else []
-    inc_loaded = _load(conn, [r[0] for r in included], ctx.access)
 
     base_path = f"{ctx.base_url}/{res_type}" if res_type else ctx.base_url
     if compartment:
@@ -147,11 +150,10 @@ def search_bundle(
             links.append(link("last", ((total - 1) // count) * count))
 
     entries: list[dict[str, Any]] = []
-    for pk, t, rid in rows:
-        entries.append(_entry(ctx, t, rid, loaded[pk][2], "match", summary, elements))
-    for pk, t, rid in included:
-        if pk in inc_loaded:
-            entries.append(_entry(ctx, t, rid, inc_loaded[pk][2], "include", summary, elements))
+    for _pk, t, rid, content in rows:
+        entries.append(_entry(ctx, t, rid, content, "match", summary, elements))
+    for _pk, t, rid, content in included:
+        entries.append(_entry(ctx, t, rid, content, "include", summary, elements))
     if parsed.ignored:
         entries.append({
             "resource": {
@@ -173,17 +175,6 @@ def search_bundle(
 def _ignored_pairs(params: list[tuple[str, str]], parsed: Any) -> set[tuple[str, str]]:
     names = {n for n, _ in parsed.ignored}
     return {(n, v) for n, v in params if n in names}
-
-
-def _load(conn: Any, pks: list[int], access: Any) -> dict[int, tuple[str, str, bytes]]:
-    out: dict[int, tuple[str, str, bytes]] = {}
-    for i in range(0, len(pks), 900):
-        chunk = pks[i:i + 900]
-        q = (R.select().with_only_columns(R.c.pk, R.c.res_type, R.c.res_id, R.c.content)
-             .where(R.c.pk.in_(chunk), R.c.deleted.is_(False), access(R)))
-        for pk, t, rid, content in conn.execute(q):
-            out[pk] = (t, rid, content)
-    return out
 
 
 def _entry(ctx: Any, t: str, rid: str, content: bytes, mode: str, summary: str | None,

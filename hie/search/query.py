@@ -83,6 +83,7 @@ from hie.search.tables import (
 from hie.storage.tables import resource as resource_table
 
 Access = Callable[[Any], ColumnElement[bool]]
+Row = tuple[Any, ...]  # (pk, res_type, res_id[, content])
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 MODIFIERS_BY_TYPE = {
@@ -703,8 +704,14 @@ def match_query(b: Builder, res_type: str | None, criteria: list[tuple[str, str]
 
 def page_query(b: Builder, res_type: str | None, criteria: list[tuple[str, str]], *, sort: str | None,
                count: int, offset: int, compartment: tuple[str, str] | None = None) -> Select:
+    """One page of matches as rows ``(pk, res_type, res_id, content)``.
+
+    The content comes with the page, from the same statement that applied the access
+    predicate: one snapshot, the very row versions the predicate admitted. A second
+    statement loading the pks would need the predicate again (a row may change in
+    between), and would cost another round of planning."""
     r, where = match_query(b, res_type, criteria, compartment)
-    q = select(r.c.pk).where(where)
+    q = select(r.c.pk, r.c.res_type, r.c.res_id, r.c.content).where(where)
     keys = b.sort_keys(res_type, r, sort) if sort else [r.c.pk.asc()]
     return q.order_by(*keys).limit(count).offset(offset)
 
@@ -718,10 +725,11 @@ def count_query(b: Builder, res_type: str | None, criteria: list[tuple[str, str]
 # -- includes ---------------------------------------------------------------------------
 
 
-def include_pks(conn: Connection, b: Builder, src: list[tuple[int, str, str]], spec: str,
-                reverse: bool) -> list[tuple[int, str, str]]:
+def include_pks(conn: Connection, b: Builder, src: list[Row], spec: str, reverse: bool) -> list[Row]:
     """Resources included by one ``_include``/``_revinclude`` value for ``src`` rows
-    ``(pk, res_type, res_id)``; returns ``(pk, res_type, res_id)`` rows."""
+    ``(pk, res_type, res_id, ...)``; returns ``(pk, res_type, res_id, content)`` rows, each
+    resource once. The content is read by the statement that applies the access predicate
+    (see :func:`page_query`)."""
     parts = spec.split(":")
     if spec == "*":
         parts = ["*", "*"]
@@ -737,14 +745,14 @@ def include_pks(conn: Connection, b: Builder, src: list[tuple[int, str, str]], s
             raise _bad(f"Include {spec!r}: {code} is not a reference parameter", "_include")
     ref = search_reference.alias()
     r2 = resource_table.alias()
-    out: list[tuple[int, str, str]] = []
+    out: dict[int, Row] = {}
     if not src:
-        return out
+        return []
     if not reverse:
         pks = [s[0] for s in src if src_type == "*" or s[1] == src_type]
         for i in range(0, len(pks), 500):
             chunk = pks[i:i + 500]
-            q = (select(r2.c.pk, r2.c.res_type, r2.c.res_id)
+            q = (select(r2.c.pk, r2.c.res_type, r2.c.res_id, r2.c.content)
                  .join(ref, and_(ref.c.target_type == r2.c.res_type, ref.c.target_id == r2.c.res_id))
                  .where(ref.c.resource_pk.in_(chunk), r2.c.deleted.is_(False), b.env.access(r2)))
             if src_type != "*":
@@ -753,16 +761,18 @@ def include_pks(conn: Connection, b: Builder, src: list[tuple[int, str, str]], s
                 q = q.where(ref.c.param == code)
             if target:
                 q = q.where(ref.c.target_type == target)
-            out.extend(tuple(row) for row in conn.execute(q.distinct()))
+            for row in conn.execute(q):
+                out.setdefault(row[0], tuple(row))
     else:
         by_type: dict[str, list[str]] = {}
-        for _pk, t, rid in src:
+        for s in src:
+            t, rid = s[1], s[2]
             if target and t != target:
                 continue
             by_type.setdefault(t, []).append(rid)
         for t, ids in by_type.items():
             for i in range(0, len(ids), 500):
-                q = (select(r2.c.pk, r2.c.res_type, r2.c.res_id)
+                q = (select(r2.c.pk, r2.c.res_type, r2.c.res_id, r2.c.content)
                      .join(ref, ref.c.resource_pk == r2.c.pk)
                      .where(ref.c.target_type == t, ref.c.target_id.in_(ids[i:i + 500]),
                             r2.c.deleted.is_(False), b.env.access(r2)))
@@ -770,19 +780,21 @@ def include_pks(conn: Connection, b: Builder, src: list[tuple[int, str, str]], s
                     q = q.where(ref.c.res_type == src_type, r2.c.res_type == src_type)
                 if code != "*":
                     q = q.where(ref.c.param == code)
-                out.extend(tuple(row) for row in conn.execute(q.distinct()))
-    return out
+                for row in conn.execute(q):
+                    out.setdefault(row[0], tuple(row))
+    return list(out.values())
 
 
-def resolve_includes(conn: Connection, b: Builder, matches: list[tuple[int, str, str]],
-                     includes: list[tuple[str, bool, bool]]) -> list[tuple[int, str, str]]:
-    """All included rows for ``includes`` = ``[(spec, reverse, iterate)]``, in a stable
-    order, without the matches themselves or duplicates."""
+def resolve_includes(conn: Connection, b: Builder, matches: list[Row],
+                     includes: list[tuple[str, bool, bool]]) -> list[Row]:
+    """All included rows ``(pk, res_type, res_id, content)`` for ``includes`` =
+    ``[(spec, reverse, iterate)]``, in pk order per round, without the matches themselves
+    or duplicates. ``matches`` are rows ``(pk, res_type, res_id, ...)``."""
     seen = {m[0] for m in matches}
-    result: list[tuple[int, str, str]] = []
+    result: list[Row] = []
     frontier = list(matches)
     for round_no in range(MAX_INCLUDE_ITERATIONS + 1):
-        new: list[tuple[int, str, str]] = []
+        new: list[Row] = []
         for spec, reverse, iterate in includes:
             if round_no > 0 and not iterate:
                 continue
@@ -792,7 +804,7 @@ def resolve_includes(conn: Connection, b: Builder, matches: list[tuple[int, str,
                     new.append(row)
         if not new:
             break
-        new.sort()
+        new.sort(key=lambda row: row[0])
         result.extend(new)
         if not any(it for _s, _r, it in includes):
             break

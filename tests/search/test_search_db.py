@@ -237,6 +237,42 @@ def test_paging_links_walk_every_match_once_in_order(ctx, data):
     assert [e["resource"]["id"] for e in back["entry"]] == ["obs3", "obs4"]
 
 
+@pytest.mark.parametrize("count", [1, 2, 5, 6, 7])
+def test_total_is_exact_for_every_page_size_and_offset(ctx, data, count):
+    # The total comes from the page when the page holds the last match, else from a count.
+    for offset in range(0, 9):
+        b = search(ctx, "Observation", [("_sort", "_id"), ("_count", str(count)), ("_offset", str(offset))])
+        assert b["total"] == 6, (count, offset)
+        assert len(b["entry"]) == max(0, min(count, 6 - offset)), (count, offset)
+        rel = {lk["relation"] for lk in b["link"]}
+        assert ("next" in rel) == (offset + count < 6), (count, offset)
+
+
+def _statements(conn, fn) -> list[str]:
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        if not statement.startswith("SET "):
+            seen.append(statement)
+
+    event.listen(conn, "before_cursor_execute", record)
+    try:
+        fn()
+    finally:
+        event.remove(conn, "before_cursor_execute", record)
+    return seen
+
+
+def test_a_page_holding_every_match_needs_no_count_and_no_second_load(ctx, data):
+    one = _statements(ctx.conn, lambda: search(ctx, "Observation", [("_count", "50")]))
+    assert len(one) == 1 and "count(" not in one[0].lower()
+    # a full page leaves the total open: one count statement more
+    two = _statements(ctx.conn, lambda: search(ctx, "Observation", [("_count", "2")]))
+    assert len(two) == 2 and sum("count(" in st.lower() for st in two) == 1
+
+
 def test_include_and_revinclude_mark_entries_with_search_mode(ctx, data):
     b = search(ctx, "Observation", [("_id", "obs1"), ("_include", "Observation:patient"),
                                     ("_include", "Observation:encounter"), ("_revinclude", "Provenance:target")])
