@@ -5,10 +5,15 @@ Synthea-derived resources). Prepares it for enforcement once: adds the enforceme
 if the database predates them, sets each row's data class (``consent.classes``) and a
 custodian (the disclosing facility, spread over five facilities), and compiles consents:
 half of the patients consent to "all participating facilities" with labs excluded for
-every tenth of them, the others give no consent. Then runs the same clinician queries
-for the patients who consented, as the system principal and as a viewing facility whose
-every row passes through the consent predicate (grants, deny-overrides, label checks),
-and prints p50/p95 for both and the ratio.
+every tenth of them, the others give no consent. Then runs the clinician queries of
+``bench/search.py`` for the patients who consented, as the system principal and as a
+viewing facility whose every row passes through the consent predicate (grants,
+deny-overrides, label checks), and prints p50/p95 for both and the ratios.
+
+The two principals run the very same queries (same parameters), interleaved: each
+generated query runs once as each principal, alternating which goes first, each as its
+own request (the viewer's predicate is made per request, as the node does). On a shared
+machine whose load changes over a run, this pairs like with like.
 
     .venv/bin/python bench/consent_overhead.py [--runs 60]
 """
@@ -16,15 +21,16 @@ and prints p50/p95 for both and the ratio.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, inspect, text  # noqa: E402
+from sqlalchemy import create_engine, inspect, text, true  # noqa: E402
 
-from bench.search import DB, PG, measure  # noqa: E402
+from bench.search import DB, PG, Ctx, clinician_queries, percentiles, search  # noqa: E402
 from hie.clock import SystemClock  # noqa: E402
 from hie.enforcement.policy import ConsentPolicy  # noqa: E402
 from hie.enforcement.tables import consent_grant  # noqa: E402
@@ -93,6 +99,30 @@ def prepare(engine) -> list[str]:  # noqa: ANN001
     return consented
 
 
+def paired(engine, registry, runs: int, make_access, patients: list[str]) -> dict[str, dict[str, list[float]]]:  # noqa: ANN001
+    """{label: {"system": [ms...], "viewer": [ms...], "hits_system": [...], "hits_viewer": [...]}}."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for label, make in clinician_queries(engine, patients):
+        rec: dict[str, list[float]] = {"system": [], "viewer": [], "hits_system": [], "hits_viewer": []}
+        with engine.connect() as cs, engine.connect() as cv:
+            for i in range(runs + 3):
+                t, params = make()
+                order = [("system", cs), ("viewer", cv)]
+                if i % 2:
+                    order.reverse()
+                for who, conn in order:
+                    t0 = time.perf_counter()
+                    access = make_access(conn) if who == "viewer" else (lambda _a: true())
+                    b = search(Ctx(conn, registry, access), t, params)
+                    dt = (time.perf_counter() - t0) * 1000
+                    conn.rollback()  # one request = one transaction
+                    if i >= 3:  # warm-up
+                        rec[who].append(dt)
+                        rec[f"hits_{who}"].append(b.get("total", len(b["entry"])))
+        out[label] = rec
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=60)
@@ -102,18 +132,22 @@ def main() -> None:
     registry = SearchRegistry.load_default()
     policy = ConsentPolicy(clock=SystemClock())
     viewer = Principal(kind="user", name="viewer", user_id="bench", organization_id=VIEWER)
-    print("\n== system principal ==")
-    base = measure(engine, registry, args.runs, patients=consented)
-    print(f"\n== viewing facility {VIEWER} (consent predicate on every row) ==")
-    enforced = measure(engine, registry, args.runs, patients=consented,
-                       access=lambda conn: policy.predicate(viewer, conn))
-    print(f"\n{'query':<92} {'p50 ratio':>9} {'p95 ratio':>9}")
-    for label in base:
-        b, e = base[label], enforced[label]
-        print(f"{label:<92} {e[0] / b[0]:9.2f} {e[1] / b[1]:9.2f}")
-    tb = sum(v[0] for v in base.values())
-    te = sum(v[0] for v in enforced.values())
+    print(f"system principal vs viewing facility {VIEWER} (consent predicate on every row), same queries, interleaved")
+    res = paired(engine, registry, args.runs, lambda conn: policy.predicate(viewer, conn), consented)
+    head = f"{'query':<84} {'system p50/p95':>15} {'viewer p50/p95':>15} {'hits s/v':>11} {'ratio p50':>9} {'p95':>6}"
+    print(head)
+    tb = te = 0.0
+    for label, rec in res.items():
+        (b50, b95), (e50, e95) = percentiles(rec["system"]), percentiles(rec["viewer"])
+        tb, te = tb + b50, te + e50
+        hits = f"{statistics.mean(rec['hits_system']):.0f}/{statistics.mean(rec['hits_viewer']):.0f}"
+        print(f"{label[:84]:<84} {b50:7.1f}/{b95:<7.1f} {e50:7.1f}/{e95:<7.1f} {hits:>11} {e50 / b50:9.2f} {e95 / b95:6.2f}")
     print(f"overall (sum of p50s): system {tb:.1f} ms, viewer {te:.1f} ms, overhead {100 * (te / tb - 1):.1f}%")
+    per_patient = [(percentiles(r["system"])[0], percentiles(r["viewer"])[0]) for lbl, r in res.items()
+                   if "region-wide" not in lbl]
+    sb, sv = sum(b for b, _ in per_patient), sum(v for _, v in per_patient)
+    print(f"per-patient queries only (sum of p50s): system {sb:.1f} ms, viewer {sv:.1f} ms, "
+          f"overhead {100 * (sv / sb - 1):.1f}%")
 
 
 if __name__ == "__main__":

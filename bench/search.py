@@ -172,12 +172,13 @@ class Ctx:
     prefer_strict: bool = False
 
 
-def measure(engine: Any, registry: SearchRegistry, runs: int, access: Any = None,
-            patients: list[str] | None = None) -> dict[str, tuple[float, float, float]]:
-    """Run the clinician queries; returns {label: (p50 ms, p95 ms, mean hits)}.
+Query = tuple[str, Any]  # (label, make) where make() -> (res_type, params)
 
-    ``access`` makes the access predicate for each connection (default: the system
-    principal's, ``true()``); ``patients`` restricts the patients queried."""
+
+def clinician_queries(engine: Any, patients: list[str] | None = None, seed: int = 7) -> list[Query]:
+    """The benchmark's clinician queries, each with a generator of fresh parameters.
+
+    ``patients`` restricts the patients queried (default: all)."""
     with engine.connect() as c:
         total = c.execute(text("SELECT count(*) FROM resource")).scalar_one()
         pats = c.execute(text(
@@ -196,15 +197,14 @@ def measure(engine: Any, registry: SearchRegistry, runs: int, access: Any = None
         pats = [p for p in pats if p[0] in wanted]
         img = [i for i in img if i in wanted] or img
     print(f"database: {total:,} resources, {len(pats):,} patients")
-    rnd = random.Random(7)
-    results: dict[str, tuple[float, float, float]] = {}
+    rnd = random.Random(seed)
     from hie.search.normalize import format_us
 
     def pick() -> tuple[str, str]:
         pid, low = rnd.choice(pats)
         return pid, format_us(low)[:10]
 
-    queries: list[tuple[str, Any]] = [
+    return [
         ("lab results by code, sorted by date (Observation?patient&code&_sort=-date)",
          lambda: ("Observation", [("patient", pick()[0]), ("code", f"http://loinc.org|{rnd.choice(codes[:3])}"),
                                   ("_sort", "-date"), ("_count", "50")])),
@@ -225,8 +225,23 @@ def measure(engine: Any, registry: SearchRegistry, runs: int, access: Any = None
         ("count of a rarer code, region-wide (Observation?code&_summary=count)",
          lambda: ("Observation", [("code", f"http://loinc.org|{codes[-1]}"), ("_summary", "count")])),
     ]
+
+
+def percentiles(times: list[float]) -> tuple[float, float]:
+    """(p50, p95) of ``times``."""
+    times = sorted(times)
+    return statistics.median(times), times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+
+
+def measure(engine: Any, registry: SearchRegistry, runs: int, access: Any = None,
+            patients: list[str] | None = None) -> dict[str, tuple[float, float, float]]:
+    """Run the clinician queries; returns {label: (p50 ms, p95 ms, mean hits)}.
+
+    ``access`` makes the access predicate for each connection (default: the system
+    principal's, ``true()``); ``patients`` restricts the patients queried."""
+    results: dict[str, tuple[float, float, float]] = {}
     print(f"{'query':<92} {'p50 ms':>8} {'p95 ms':>8} {'hits(avg)':>10}")
-    for label, make in queries:
+    for label, make in clinician_queries(engine, patients):
         times, hits = [], []
         with engine.connect() as c:
             ctx = Ctx(c, registry, access(c) if access else (lambda _a: true()))
@@ -239,10 +254,9 @@ def measure(engine: Any, registry: SearchRegistry, runs: int, access: Any = None
                     times.append(dt)
                     hits.append(b.get("total", len(b["entry"])))
             c.rollback()  # ends the transaction opened by the first query
-        times.sort()
-        p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
-        print(f"{label:<92} {statistics.median(times):8.1f} {p95:8.1f} {statistics.mean(hits):10.1f}")
-        results[label] = (statistics.median(times), p95, statistics.mean(hits))
+        p50, p95 = percentiles(times)
+        print(f"{label:<92} {p50:8.1f} {p95:8.1f} {statistics.mean(hits):10.1f}")
+        results[label] = (p50, p95, statistics.mean(hits))
     return results
 
 
