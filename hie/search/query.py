@@ -210,8 +210,12 @@ def date_cond_range(low: Any, high: Any, prefix: str, lo: int, hi: int, now_us: 
 
 
 def number_cond(col: Any, prefix: str, d: Decimal) -> ColumnElement[bool]:
-    v = float(d)
     lo, hi = implicit_range(d)
+    return _range_cond(col, prefix, float(d), lo, hi)
+
+
+def _range_cond(col: Any, prefix: str, v: float, lo: float, hi: float) -> ColumnElement[bool]:
+    """A prefixed number test of ``col`` against value ``v`` with implicit range [lo, hi)."""
     if prefix == "eq":
         return and_(col >= lo, col < hi)
     if prefix == "ne":
@@ -279,20 +283,7 @@ def _scaled_number_cond(col: Any, prefix: str, d: Decimal, scale: Decimal) -> Co
     lo, hi = float(Decimal(lo) * scale), float(Decimal(hi) * scale)
     if scale < 0:
         lo, hi = hi, lo
-    if prefix == "eq":
-        return and_(col >= lo, col < hi)
-    if prefix == "ne":
-        return or_(col < lo, col >= hi)
-    if prefix in ("gt", "sa"):
-        return col > v
-    if prefix in ("lt", "eb"):
-        return col < v
-    if prefix == "ge":
-        return col >= v
-    if prefix == "le":
-        return col <= v
-    margin = abs(v) * 0.1
-    return and_(col >= min(lo, v - margin), col <= max(hi, v + margin))
+    return _range_cond(col, prefix, v, lo, hi)
 
 
 def string_prefix_cond(col: Any, raw: str) -> ColumnElement[bool]:
