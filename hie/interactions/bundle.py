@@ -33,7 +33,6 @@ from hie.errors import (
     FhirError,
     InvalidReference,
     InvalidRequest,
-    MultipleMatches,
     NotFound,
     internal_error,
     information_outcome,
@@ -405,15 +404,8 @@ def _map_full_url(id_map: dict[str, str], entry: Entry, rtype: str, rid: str) ->
 
 
 def _match_one(ctx: Context, rtype: str, query: str, what: str) -> str | None:
-    params = crud.parse_query(query)
-    if not params:
-        raise InvalidRequest(f"{what} has no search criteria")
-    pks = ctx.repo.find_pks(rtype, params)
-    if len(pks) > 1:
-        raise MultipleMatches(f"{what} '{rtype}?{query}' matches {len(pks)} resources; it must match one")
-    if not pks:
-        return None
-    return ctx.repo.load_pks(pks)[0].res_id
+    found = crud.match_one(ctx, rtype, query, what=f"{what} '{rtype}?{query}'")
+    return found.res_id if found is not None else None
 
 
 def _rewrite(

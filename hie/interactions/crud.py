@@ -89,7 +89,7 @@ def vread(ctx: Context, res_type: str, res_id: str, version: str) -> Result:
 def create(ctx: Context, res_type: str, body: Any, *, if_none_exist: str | None = None) -> Result:
     resource = validate_resource(body, expected_type=res_type)
     if if_none_exist:
-        found = _match_one(ctx, res_type, if_none_exist, what="If-None-Exist")
+        found = match_one(ctx, res_type, if_none_exist, what="If-None-Exist")
         if found is not None:
             res = stored_result(found, 200, with_body=ctx.prefer_return == "representation")
             if ctx.prefer_return == "OperationOutcome":
@@ -99,7 +99,9 @@ def create(ctx: Context, res_type: str, body: Any, *, if_none_exist: str | None 
     return _written(ctx, WriteResult("created", st))
 
 
-def _match_one(ctx: Context, res_type: str, query: str, *, what: str) -> Stored | None:
+def match_one(ctx: Context, res_type: str, query: str, *, what: str) -> Stored | None:
+    """The one visible resource ``query`` matches (conditional interactions and references);
+    None when none matches; 412 when several do."""
     params = parse_query(query)
     if not params:
         raise InvalidRequest(f"{what} has no search parameters")
@@ -123,7 +125,7 @@ def update(ctx: Context, res_type: str, res_id: str, body: Any, *, if_match: str
 
 def conditional_update(ctx: Context, res_type: str, query: str, body: Any, *, if_match: str | None = None) -> Result:
     resource = validate_resource(body, expected_type=res_type)
-    found = _match_one(ctx, res_type, query, what="Conditional update")
+    found = match_one(ctx, res_type, query, what="Conditional update")
     if found is None:
         body_id = resource.get("id")
         if body_id:
@@ -156,7 +158,7 @@ def patch(ctx: Context, res_type: str, res_id: str, operations: Any, *, if_match
 
 
 def conditional_patch(ctx: Context, res_type: str, query: str, operations: Any, *, if_match: str | None = None) -> Result:
-    found = _match_one(ctx, res_type, query, what="Conditional patch")
+    found = match_one(ctx, res_type, query, what="Conditional patch")
     if found is None:
         raise NotFound(f"Conditional patch '{query}' matches no {res_type}")
     return patch(ctx, res_type, found.res_id, operations, if_match=if_match)
@@ -185,7 +187,7 @@ def delete(ctx: Context, res_type: str, res_id: str, *, if_match: str | None = N
 
 
 def conditional_delete(ctx: Context, res_type: str, query: str) -> Result:
-    found = _match_one(ctx, res_type, query, what="Conditional delete")
+    found = match_one(ctx, res_type, query, what="Conditional delete")
     if found is None:
         return Result(200, information_outcome(f"Conditional delete '{query}' matched no {res_type}; nothing to do"))
     return delete(ctx, res_type, found.res_id)

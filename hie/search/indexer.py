@@ -324,11 +324,11 @@ _TABLE_BY_NAME = {t.name: t for t in ALL_INDEX_TABLES}
 
 def delete_index(conn: Connection, resource_pk: int) -> None:
     """Remove every index row of one resource (on delete)."""
-    for t in ALL_INDEX_TABLES:
-        conn.execute(delete(t).where(t.c.resource_pk == resource_pk))
+    delete_index_many(conn, [resource_pk])
 
 
-def _delete_many(conn: Connection, pks: list[int]) -> None:
+def delete_index_many(conn: Connection, pks: list[int]) -> None:
+    """Remove every index row of these resources (one statement per table per 500)."""
     for i in range(0, len(pks), 500):
         chunk = pks[i:i + 500]
         for t in ALL_INDEX_TABLES:
@@ -368,7 +368,7 @@ def write_index_many(
     if not items:
         return
     if replace:
-        _delete_many(conn, [it["resource_pk"] for it in items])
+        delete_index_many(conn, [it["resource_pk"] for it in items])
     batches: dict[str, list[dict[str, Any]]] = {}
     for it in items:
         common = {"resource_pk": it["resource_pk"], "res_type": it["res_type"],

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hie.clock import Clock, SystemClock, instant, new_id
@@ -267,7 +267,7 @@ class Repository:
     _current_write: int | None = None
 
     def _write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
-        from hie.search.indexer import delete_index, write_index_many
+        from hie.search.indexer import delete_index_many, write_index_many
 
         self._key_cache: dict[str, str] = {}
 
@@ -276,7 +276,7 @@ class Repository:
         existing = self._fetch_current(keys)
         results: list[WriteResult | None] = [None] * len(writes)
         inserts: list[tuple[int, dict[str, Any], dict[str, Any]]] = []  # (index, row, resource)
-        updates: list[tuple[int, Stored, dict[str, Any], dict[str, Any]]] = []
+        updates: list[tuple[int, Stored, dict[str, Any]]] = []
         deletes: list[tuple[int, Stored]] = []
         seen_new: set[tuple[str, str]] = set()
 
@@ -315,7 +315,7 @@ class Repository:
                 if same_content(cur.content, {**w.resource, "id": w.res_id}):
                     results[i] = WriteResult("noop", cur, cur.version_id)
                     continue
-            updates.append((i, cur, w.resource, {}))
+            updates.append((i, cur, w.resource))
 
         if self.read_only and (inserts or updates or deletes):
             raise WriteNeeded
@@ -356,7 +356,7 @@ class Repository:
                 version_rows.append(self._version_row(pk, row, writes[i].method or "POST"))
                 index_items.append((pk, row["res_type"], pkey, body, _precomputed_rows(writes[i])))
 
-        for i, cur, res, _ in updates:
+        for i, cur, res in updates:
             self._current_write = i
             w = writes[i]
             new_v = cur.version_id + 1
@@ -384,16 +384,17 @@ class Repository:
             old = self.conn.execute(select(*(R.c[c] for c in _META_COLS)).where(R.c.pk == cur.pk)).one()
             row = {"res_type": cur.res_type, "res_id": cur.res_id, **vals, **dict(zip(_META_COLS, old, strict=True))}
             version_rows.append(self._version_row(cur.pk, row, "DELETE"))
-            delete_index(self.conn, cur.pk)
             results[i] = WriteResult(
                 "deleted", Stored(cur.pk, cur.res_type, cur.res_id, new_v, now, True, None, "DELETE"),
                 cur.version_id,
             )
 
+        if deletes:
+            delete_index_many(self.conn, [cur.pk for _, cur in deletes])
         if version_rows:
             self.conn.execute(insert(V), version_rows)
         if index_items:
-            updated = {cur.pk for _, cur, _, _ in updates}
+            updated = {cur.pk for _, cur, _ in updates}
             fresh = [it for it in index_items if it[0] not in updated]
             changed = [it for it in index_items if it[0] in updated]
             for items, replace in ((fresh, False), (changed, True)):
@@ -425,7 +426,7 @@ class Repository:
         404, as reading it does (instead of 409 from the unique key)."""
         ids = {(writes[i].res_type, stub["res_id"]): i for i, stub, _ in inserts if writes[i].kind == "update"}
         for chunk in _chunks(list(ids), 400):
-            stmt = select(R.c.res_type, R.c.res_id).where(tuple_(R.c.res_type, R.c.res_id).in_(chunk))
+            stmt = select(R.c.res_type, R.c.res_id).where(_keys_match(chunk))
             for rt, rid in self.conn.execute(stmt.limit(1)):
                 self._current_write = ids[(rt, rid)]
                 raise NotFound(f"Resource {rt}/{rid} is not known")
@@ -434,14 +435,7 @@ class Repository:
         keys = [k for k in dict.fromkeys(keys) if k[1]]
         out: dict[tuple[str, str], Stored] = {}
         for chunk in _chunks(keys, 400):
-            # One ``res_type = ? AND res_id IN (...)`` per type: SQLite answers a row-value
-            # ``(res_type, res_id) IN (...)`` with a scan of the whole unique index, which
-            # made every write batch cost time proportional to the table.
-            by_type: dict[str, list[str]] = {}
-            for t, i in chunk:
-                by_type.setdefault(t, []).append(i)  # type: ignore[arg-type]
-            match = or_(*(and_(R.c.res_type == t, R.c.res_id.in_(ids)) for t, ids in by_type.items()))
-            stmt = select(*_COLS).where(match, self.access(R))
+            stmt = select(*_COLS).where(_keys_match(chunk), self.access(R))  # type: ignore[arg-type]
             for row in self.conn.execute(stmt):
                 st = Stored(*row)
                 out[(st.res_type, st.res_id)] = st
@@ -479,6 +473,16 @@ class Repository:
         body.pop("id", None)
         # resourceType, id and meta first, as FHIR JSON is usually written.
         return {"resourceType": res["resourceType"], "id": res_id, "meta": meta, **body}
+
+
+def _keys_match(keys: Sequence[tuple[str, str]]) -> Any:
+    """``resource`` rows with these (type, id) keys: one ``res_type = ? AND res_id IN (...)``
+    per type. SQLite answers a row-value ``(res_type, res_id) IN (...)`` with a scan of the
+    whole unique index, which made every write batch cost time proportional to the table."""
+    by_type: dict[str, list[str]] = {}
+    for t, i in keys:
+        by_type.setdefault(t, []).append(i)
+    return or_(*(and_(R.c.res_type == t, R.c.res_id.in_(ids)) for t, ids in by_type.items()))
 
 
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
