@@ -73,7 +73,7 @@ def ingest_bundle(
         prepared = bundle_mod.prepare(bundle, base_url=base_url)
         if prepared is not None and prepared.final:
             with node.context(principal, write=False, prefer_return=prefer) as rctx:
-                current = rctx.repo._fetch_current(prepared.keys())  # noqa: SLF001 - node internals
+                current = rctx.repo.current_many(prepared.keys())
                 unchanged = prepared.extract(node.registry, current)
                 if unchanged == len(prepared.entries):
                     # Every entry is a PUT of what is stored: a no-op transaction is a read
@@ -109,7 +109,7 @@ def existing(node: Any, keys: Iterable[str], *, principal: Principal = SYSTEM) -
     if not pairs:
         return set()
     with node.context(principal, write=False) as ctx:
-        found = ctx.repo._fetch_current(pairs)  # noqa: SLF001 - node internals
+        found = ctx.repo.current_many(pairs)
     return {f"{t}/{i}" for (t, i), st in found.items() if not st.deleted}
 
 

@@ -35,6 +35,7 @@ from hie.interactions.context import Context
 from hie.interactions.operations import OperationCall, operation
 from hie.interactions.result import Result
 from hie.search.tables import search_token as T
+from hie.storage.tables import resource as R
 
 MATCH_DEFAULT_COUNT = 10
 MATCH_MAX_COUNT = 100
@@ -171,10 +172,14 @@ def match(ctx: Context, call: OperationCall) -> Result:
 
 
 def _known_domain(ctx: Context, system: str, regional: str) -> bool:
+    """Whether a Patient the caller may see has an identifier in ``system`` (the answer
+    must not reveal identifiers of Patients hidden from the caller)."""
     if system in (regional, INSURANCE_MEMBER_ID_SYSTEM) or system.startswith(FACILITY_PATIENT_ID_PREFIX):
         return True
-    return ctx.conn.execute(select(T.c.resource_pk).where(
-        T.c.res_type == "Patient", T.c.param == "identifier", T.c.system == system).limit(1)).first() is not None
+    return ctx.conn.execute(
+        select(T.c.resource_pk).join(R, R.c.pk == T.c.resource_pk).where(
+            T.c.res_type == "Patient", T.c.param == "identifier", T.c.system == system,
+            R.c.deleted.is_(False), ctx.access(R)).limit(1)).first() is not None
 
 
 @operation("ihe-pix", level="type", types=("Patient",),

@@ -459,7 +459,7 @@ def _rewrite(
 def _check_targets_exist(ctx: Context, pending: dict[tuple[str, str], tuple[Entry, str]]) -> None:
     if not pending:
         return
-    existing = ctx.repo._fetch_current(pending.keys())  # noqa: SLF001 - same layer
+    existing = ctx.repo.current_many(pending.keys())
     for key, (entry, loc) in pending.items():
         st = existing.get(key)
         if st is None or st.deleted:

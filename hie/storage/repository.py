@@ -273,7 +273,7 @@ class Repository:
 
         now = self.clock.now_us()
         keys = [(w.res_type, w.res_id) for w in writes if w.kind != "create" and w.res_id]
-        existing = self._fetch_current(keys)
+        existing = self.current_many(keys)
         results: list[WriteResult | None] = [None] * len(writes)
         inserts: list[tuple[int, dict[str, Any], dict[str, Any]]] = []  # (index, row, resource)
         updates: list[tuple[int, Stored, dict[str, Any]]] = []
@@ -431,7 +431,8 @@ class Repository:
                 self._current_write = ids[(rt, rid)]
                 raise NotFound(f"Resource {rt}/{rid} is not known")
 
-    def _fetch_current(self, keys: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str], Stored]:
+    def current_many(self, keys: Iterable[tuple[str, str | None]]) -> dict[tuple[str, str], Stored]:
+        """Current rows (tombstones included) of the visible resources among ``keys``."""
         keys = [k for k in dict.fromkeys(keys) if k[1]]
         out: dict[tuple[str, str], Stored] = {}
         for chunk in _chunks(keys, 400):
