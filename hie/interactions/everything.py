@@ -4,14 +4,12 @@ Built on the compartment search, so the caller's access predicate applies to eve
 to the total and to the paging links exactly as for any search; a patient the caller
 cannot see answers 404. Supported inputs: ``_count``, ``_offset`` (paging), ``_since``
 (resources updated since an instant) and ``_type`` (comma-separated resource types).
-The Patient itself is the first entry of the first page.
+The Patient itself comes first on the page that holds it.
 
 Spec: https://hl7.org/fhir/R4/patient-operation-everything.html
 """
 
 from __future__ import annotations
-
-import orjson
 
 from hie.interactions.context import Context
 from hie.interactions.operations import OperationCall, operation
@@ -32,11 +30,10 @@ def everything(ctx: Context, call: OperationCall) -> Result:
     if since:
         params.append(("_lastUpdated", f"ge{since}"))
     bundle = search_bundle(ctx, None, params, compartment=("Patient", call.res_id))
-    first_page = not any(k == "_offset" and v not in ("", "0") for k, v in call.params)
-    types = {t for k, v in call.params if k == "_type" for t in v.split(",")}
-    if first_page and (not types or "Patient" in types):
-        entry = {"fullUrl": ctx.full_url("Patient", call.res_id), "resource": orjson.Fragment(patient.content),
-                 "search": {"mode": "match"}}
-        bundle["entry"] = [entry] + [e for e in bundle["entry"]
-                                     if e.get("fullUrl") != entry["fullUrl"]]
+    # The compartment search returns the Patient itself (once, subject to _since/_type and
+    # paging); on the page that holds it, it goes first.
+    entries = bundle.get("entry", [])
+    own = ctx.full_url("Patient", patient.res_id)
+    first = [e for e in entries if e.get("fullUrl") == own]
+    bundle["entry"] = first + [e for e in entries if e.get("fullUrl") != own]
     return Result(200, bundle)
