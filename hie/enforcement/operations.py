@@ -22,15 +22,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 
 from consent.explain import explain
 from consent.request import ResourceFacts
 from hie.clock import instant
 from hie.enforcement.grants import parse_stored_consent
-from hie.enforcement.policy import DISASTER_SETTING, OPERATOR_ROLE, disaster_mode_on, principal_key
+from hie.enforcement.policy import DISASTER_SETTING, OPERATOR_ROLE, disaster_mode_on, principal_key, put_setting
 from hie.enforcement.tables import break_glass as BG
-from hie.enforcement.tables import node_setting as S
 from hie.errors import Forbidden, InvalidRequest, NotFound
 from hie.fhir.naming import MEDICAL_INSTITUTION_SYSTEM
 from hie.interactions.context import Context
@@ -130,11 +129,8 @@ def break_glass_log(ctx: Context, call: OperationCall) -> Result:
     assert call.res_id
     _pk, key = _patient_row(ctx, call.res_id)
     p = ctx.principal
-    own = False
-    if p.kind == "patient" and p.patient_id:
-        own_row = ctx.conn.execute(select(R.c.patient_key).where(
-            R.c.res_type == "Patient", R.c.res_id == p.patient_id)).scalar_one_or_none()
-        own = own_row is not None and own_row == key
+    # the patient themself: the same resolver the access predicate uses
+    own = p.kind == "patient" and bool(p.patient_id) and ctx.repo.patient_key(p.patient_id) == key
     if not (own or p.is_system or OPERATOR_ROLE in p.roles):
         # Not the patient, not an operator: answer as if the patient were unknown.
         raise NotFound(f"Resource Patient/{call.res_id} is not known")
@@ -160,11 +156,7 @@ def break_glass_report(ctx: Context, call: OperationCall) -> Result:
 
 
 def set_disaster_mode(conn: Any, on: bool, *, by: str, now: int) -> None:
-    value = "on" if on else "off"
-    if conn.execute(select(S.c.name).where(S.c.name == DISASTER_SETTING)).first():
-        conn.execute(update(S).where(S.c.name == DISASTER_SETTING).values(value=value, changed_at=now, changed_by=by))
-    else:
-        conn.execute(insert(S), {"name": DISASTER_SETTING, "value": value, "changed_at": now, "changed_by": by})
+    put_setting(conn, DISASTER_SETTING, "on" if on else "off", by=by, now=now)
 
 
 @operation("disaster-mode", level="system", write=True)

@@ -63,6 +63,15 @@ OPERATOR_ROLE = "operator"
 DISASTER_SETTING = "disaster_mode"
 
 
+def put_setting(conn: Connection, name: str, value: str, *, by: str, now: int) -> None:
+    """Set a region-wide switch in ``node_setting`` (insert or update)."""
+    values = {"value": value, "changed_at": now, "changed_by": by}
+    if conn.execute(select(S.c.name).where(S.c.name == name)).first():
+        conn.execute(S.update().where(S.c.name == name).values(**values))
+    else:
+        conn.execute(S.insert(), {"name": name, **values})
+
+
 def disaster_mode_on(conn: Connection) -> bool:
     value = conn.execute(select(S.c.value).where(S.c.name == DISASTER_SETTING)).scalar_one_or_none()
     return value == "on"

@@ -19,8 +19,9 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select
 
+from hie.enforcement.policy import put_setting
 from hie.enforcement.tables import node_setting as S
 from hie.errors import InvalidResource
 from hie.search.registry import DEFINITIONS, SearchRegistry
@@ -38,10 +39,12 @@ def _fresh_registry() -> SearchRegistry:
 
 
 def check_definition(resource: dict[str, Any]) -> None:
-    """Refuse a SearchParameter the registry cannot use (as an OperationOutcome with the path)."""
-    scratch = _scratch()
+    """Refuse a SearchParameter the registry cannot use (as an OperationOutcome with the path).
+
+    Checked on a registry of its own, so a refused or rolled-back definition leaves nothing
+    behind (SearchParameter writes are rare; a registry takes ~0.2 s to build)."""
     try:
-        added = scratch.register(dict(resource))
+        added = _fresh_registry().register(dict(resource))
     except ValueError as exc:
         text = str(exc)
         path = text.split(" ", 1)[0] if text.startswith("SearchParameter.") else "SearchParameter"
@@ -51,16 +54,6 @@ def check_definition(resource: dict[str, Any]) -> None:
         p = unsupported[0]
         raise InvalidResource(f"SearchParameter.expression: {p.res_type}.{p.code} cannot be indexed: {p.reason}",
                               expression=["SearchParameter.expression"])
-
-
-_SCRATCH: SearchRegistry | None = None
-
-
-def _scratch() -> SearchRegistry:
-    global _SCRATCH
-    if _SCRATCH is None:
-        _SCRATCH = _fresh_registry()
-    return _SCRATCH
 
 
 class StoredSearchParameters:
@@ -83,14 +76,8 @@ class StoredSearchParameters:
                 if body.get("status") == "active":
                     check_definition(body)
         if touched:
-            now = str(repo.clock.now_us())
-            conn: Connection = repo.conn
-            if conn.execute(select(S.c.name).where(S.c.name == VERSION_SETTING)).first():
-                conn.execute(update(S).where(S.c.name == VERSION_SETTING).values(
-                    value=now, changed_at=int(now), changed_by=repo.principal.name))
-            else:
-                conn.execute(insert(S), {"name": VERSION_SETTING, "value": now, "changed_at": int(now),
-                                         "changed_by": repo.principal.name})
+            now = repo.clock.now_us()
+            put_setting(repo.conn, VERSION_SETTING, str(now), by=repo.principal.name, now=now)
 
     def refresh(self, conn: Connection, *, force: bool = False) -> None:
         """Reload the registry if another transaction changed the stored SearchParameters."""
@@ -107,12 +94,11 @@ class StoredSearchParameters:
                 R.c.res_type == "SearchParameter", R.c.deleted.is_(False))).scalars().all()
             active = [orjson.loads(c) for c in rows]
             active = [d for d in active if d.get("status") == "active"]
-            registry = _fresh_registry() if active else SearchRegistry.load_default()
-            if active:
-                # Configuration other capabilities applied to the registry (e.g. the reduced
-                # AuditEvent index) is applied again to the rebuilt one.
-                for hook in getattr(self.node, "registry_hooks", ()):
-                    hook(registry)
+            # Always built the same way: the vendored definitions, the configuration other
+            # capabilities apply (e.g. the reduced AuditEvent index), the stored parameters.
+            registry = _fresh_registry()
+            for hook in getattr(self.node, "registry_hooks", ()):
+                hook(registry)
             for d in active:
                 try:
                     registry.register(d)

@@ -228,6 +228,10 @@ class Repository:
         ).all()
         return [Stored(*r) for r in rows], total
 
+    def patient_key(self, patient_id: str) -> str:
+        """The regional patient key of a local Patient id (the identity service's resolver)."""
+        return self._patient_key(self.conn, patient_id)
+
     def find_pks(self, res_type: str, params: list[tuple[str, str]]) -> list[int]:
         from hie.search.query import find_pks
 
