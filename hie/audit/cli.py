@@ -28,7 +28,11 @@ def verify() -> None:
 
     node = _node()
     try:
-        with node.engine.connect() as conn:
+        # One snapshot: a flusher committing events and a checkpoint between verify's reads
+        # must not look like deleted records (REPEATABLE READ on PostgreSQL; SQLite's read
+        # transaction is a snapshot already).
+        options = {"isolation_level": "REPEATABLE READ"} if node.engine.dialect.name == "postgresql" else {}
+        with node.engine.connect().execution_options(**options) as conn, conn.begin():
             report = do_verify(conn, AuthService.for_node(node).keys)
     finally:
         node.close()

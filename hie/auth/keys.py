@@ -70,6 +70,7 @@ class KeyStore:
         with self._lock:
             self.dir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.dir, 0o700)
+            self._dir_stamp = self.dir.stat().st_mtime_ns
             token: dict[str, SigningKey] = {}
             audit: dict[str, SigningKey] = {}
             for path in sorted(self.dir.glob("*.pem")):
@@ -129,10 +130,21 @@ class KeyStore:
 
     def verification(self, kid: str) -> SigningKey | None:
         key = self._token_keys.get(kid)
-        if key is None:
+        if key is None and self._changed_on_disk():
             self.load()  # rotated by another process
             key = self._token_keys.get(kid)
         return key
+
+    def _changed_on_disk(self) -> bool:
+        """Whether the key directory changed since the last look. An unknown ``kid`` in a
+        bearer token (anyone can send one) must not reload and re-parse every key file."""
+        try:
+            stamp = self.dir.stat().st_mtime_ns
+        except OSError:
+            return False
+        changed = stamp != getattr(self, "_dir_stamp", None)
+        self._dir_stamp = stamp
+        return changed
 
     def jwks(self) -> dict[str, Any]:
         keys = []
