@@ -132,7 +132,8 @@ def search_bundle(
     base_path = f"{ctx.base_url}/{res_type}" if res_type else ctx.base_url
     if compartment:
         base_path = f"{ctx.base_url}/{compartment[0]}/{compartment[1]}/{res_type or '*'}"
-    used = [(n, v) for n, v in params if (n, v) not in _ignored_pairs(params, parsed)
+    ignored = _ignored_pairs(params, parsed)
+    used = [(n, v) for n, v in params if (n, v) not in ignored
             and n not in ("_count", "_offset")]
 
     def link(relation: str, off: int) -> dict[str, str]:

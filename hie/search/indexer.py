@@ -35,17 +35,7 @@ from hie.search.normalize import (
     ucum_canonical,
 )
 from hie.search.registry import SearchParam, SearchRegistry
-from hie.search.tables import (
-    ALL_INDEX_TABLES,
-    search_composite,
-    search_date,
-    search_number,
-    search_quantity,
-    search_reference,
-    search_string,
-    search_token,
-    search_uri,
-)
+from hie.search.tables import ALL_INDEX_TABLES
 from hie.storage.tables import resource as resource_table
 
 log = logging.getLogger(__name__)

@@ -54,13 +54,10 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.sql import Subquery
 
 from hie.errors import InvalidSearch, NotSupported
 from hie.search.indexer import parse_reference
 from hie.search.normalize import (
-    MAX_US,
-    MIN_US,
     UCUM,
     DateFormatError,
     date_range,
@@ -70,16 +67,7 @@ from hie.search.normalize import (
     ucum_canonical,
 )
 from hie.search.registry import CONTROL_PARAMS, SearchParam, SearchRegistry
-from hie.search.tables import (
-    search_composite,
-    search_date,
-    search_number,
-    search_quantity,
-    search_reference,
-    search_string,
-    search_token,
-    search_uri,
-)
+from hie.search.tables import TABLES_BY_TYPE, search_reference, search_token
 from hie.storage.tables import resource as resource_table
 
 Access = Callable[[Any], ColumnElement[bool]]
@@ -367,7 +355,7 @@ class Builder:
     # -- parameter lookup ---------------------------------------------------------------
 
     def _is_type(self, t: str) -> bool:
-        return t[:1].isupper() and t in self.reg.resource_types()
+        return t[:1].isupper() and self.reg.has_type(t)
 
     def _param(self, res_type: str | None, code: str, name: str) -> SearchParam:
         p = self.reg.get(res_type or "Resource", code)
@@ -617,11 +605,7 @@ class Builder:
 
 
 def _table(p: SearchParam) -> Any:
-    return {
-        "string": search_string, "token": search_token, "reference": search_reference,
-        "date": search_date, "number": search_number, "quantity": search_quantity,
-        "uri": search_uri, "composite": search_composite,
-    }[p.type]
+    return TABLES_BY_TYPE[p.type]
 
 
 # -- parsing a request ---------------------------------------------------------------------

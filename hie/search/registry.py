@@ -289,6 +289,11 @@ class SearchRegistry:
     def resource_types(self) -> list[str]:
         return sorted(t for t in self._params if t not in ("Resource", "DomainResource"))
 
+    def has_type(self, t: str) -> bool:
+        """A resource type with search parameters (the query builder asks per modifier,
+        chain and include: a dict lookup, not a sorted list)."""
+        return t in self._params and t not in ("Resource", "DomainResource")
+
     def capability_params(self, res_type: str) -> list[dict[str, Any]]:
         """``searchParam`` entries of the CapabilityStatement: supported parameters only."""
         out = []
