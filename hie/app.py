@@ -5,7 +5,8 @@ adapters and the benchmarks all start here (Blaze wires its modules in one place
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +17,9 @@ from hie.principal import Principal
 from hie.storage.access import AccessPolicy
 from hie.storage.db import make_engine, read_tx, write_tx
 from hie.storage.repository import Repository
+
+
+_SERVICES = threading.RLock()  # re-entrant: one service's factory may ask for another
 
 
 class Node:
@@ -73,6 +77,18 @@ class Node:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def service(self, name: str, factory: Callable[[], Any]) -> Any:
+        """The node's one ``name`` service (token service, audit recorder, authorization
+        server), made by ``factory`` on first use; kept as ``_hie_<name>``."""
+        key = f"_hie_{name}"
+        svc = self.__dict__.get(key)
+        if svc is None:
+            with _SERVICES:
+                svc = self.__dict__.get(key)
+                if svc is None:
+                    svc = self.__dict__[key] = factory()
+        return svc
 
     def upgrade(self) -> None:
         from hie.storage.migrate import upgrade

@@ -145,7 +145,7 @@ def create_app(
 
         audit = AuditRecorder.for_node(node)
     recorder = audit or None
-    app.include_router(auth_router(node))
+    app.include_router(auth_router(node, recorder))
 
     @app.exception_handler(FhirError)
     async def _fhir_error(_request: Request, exc: FhirError) -> Response:

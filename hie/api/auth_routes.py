@@ -93,12 +93,11 @@ def _answer(result: Any) -> Response:
     return Response(body or b"", status_code=status, headers=hdrs, media_type="application/json")
 
 
-def auth_router(node: Any) -> APIRouter:
+def auth_router(node: Any, recorder: Any = None) -> APIRouter:
+    """``recorder``: where login attempts are audited (the app's recorder; None: not audited,
+    as the app's own requests are not when audit is off)."""
     svc = AuthService.for_node(node)
-    server = node.__dict__.get("_hie_authz")
-    if server is None:
-        server = HieAuthorizationServer(node, svc)
-        node.__dict__["_hie_authz"] = server
+    server = node.service("authz", lambda: HieAuthorizationServer(node, svc))
     router = APIRouter()
 
     async def hie_request(request: Request, *, json_body: bool = False) -> HieRequest:
@@ -122,10 +121,10 @@ def auth_router(node: Any) -> APIRouter:
 
     def audit_login(request: Request, username: str, ok: bool, user: Any = None, client_id: str | None = None) -> None:
         from hie.audit.events import login_event
-        from hie.audit.recorder import AuditRecorder
 
-        rec = node.__dict__.get("_hie_audit") or AuditRecorder.for_node(node)
-        rec.record(login_event(username=username, user=user, ok=ok, client_id=client_id,
+        if recorder is None:
+            return
+        recorder.record(login_event(username=username, user=user, ok=ok, client_id=client_id,
                                address=request.client.host if request.client else None,
                                recorded_us=node.clock.now_us()))
 

@@ -42,7 +42,6 @@ from hie.storage.repository import Write
 
 log = logging.getLogger("hie.audit")
 
-_LOCK = threading.Lock()
 
 
 class AuditRecorder:
@@ -78,14 +77,7 @@ class AuditRecorder:
 
     @classmethod
     def for_node(cls, node: Any) -> AuditRecorder:
-        rec = node.__dict__.get("_hie_audit")
-        if rec is None:
-            with _LOCK:
-                rec = node.__dict__.get("_hie_audit")
-                if rec is None:
-                    rec = cls(node)
-                    node.__dict__["_hie_audit"] = rec
-        return rec
+        return node.service("audit", lambda: cls(node))
 
     # -- request path ----------------------------------------------------------------------
 

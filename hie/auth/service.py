@@ -12,7 +12,6 @@ https://hl7.org/fhir/smart-app-launch/app-launch.html#access-token
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from sqlalchemy import Connection
@@ -34,7 +33,6 @@ principal, still limited by their scopes."""
 
 DEFAULT_BASE = "http://127.0.0.1:8080/fhir"
 
-_LOCK = threading.Lock()
 
 
 class AuthService:
@@ -47,14 +45,7 @@ class AuthService:
 
     @classmethod
     def for_node(cls, node: Any) -> AuthService:
-        svc = node.__dict__.get("_hie_auth")
-        if svc is None:
-            with _LOCK:
-                svc = node.__dict__.get("_hie_auth")
-                if svc is None:
-                    svc = cls(node)
-                    node.__dict__["_hie_auth"] = svc
-        return svc
+        return node.service("auth", lambda: cls(node))
 
     # -- names ---------------------------------------------------------------------------
 
