@@ -23,7 +23,6 @@ to map the payload again: ``ssmix2:1312345670:/abs/path/file``, ``mllp:131234567
 
 from __future__ import annotations
 
-import copy
 import re
 import threading
 from dataclasses import dataclass, field
@@ -110,8 +109,9 @@ class Feed:
             extra = result.if_absent
             if org_id != default_org:
                 old, new = f"Organization/{default_org}", f"Organization/{org_id}"
-                bundle = _retarget(copy.deepcopy(bundle), old, new)
-                extra = {k: _retarget(copy.deepcopy(v), old, new) for k, v in extra.items()}
+                # _retarget builds new containers (leaves are immutable): no deep copy first
+                bundle = _retarget(bundle, old, new)
+                extra = {k: _retarget(v, old, new) for k, v in extra.items()}
             missing = []
             unknown = [key for key in extra if key not in self._known]
             if unknown:

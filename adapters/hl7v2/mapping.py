@@ -19,7 +19,7 @@ from .ids import check_facility
 from .jahis import MapContext
 from .mappers import adt, lab, omp, orders, ppr
 from .mappers.common import patient_number
-from .charset import decode_message
+from .charset import Decoded, decode_message
 from .message import Message, parse_text
 from .structure import check_structure, precheck_text
 
@@ -101,10 +101,13 @@ class MappingResult:
 
 def map_message(raw: bytes, *, facility: str, source: str, kind: str | None = None,
                 storage_patient_id: str | None = None, strict_patient_id: bool = False,
-                delete: bool = False, default_charset: str = "ascii", tz: str = "+09:00") -> MappingResult:
-    """Map raw message bytes to a transaction Bundle (raises :class:`V2Error`)."""
+                delete: bool = False, default_charset: str = "ascii", tz: str = "+09:00",
+                decoded: Decoded | None = None) -> MappingResult:
+    """Map raw message bytes to a transaction Bundle (raises :class:`V2Error`); ``decoded``:
+    the same bytes already decoded by the caller (not decoded again)."""
     check_facility(facility)
-    decoded = decode_message(raw, default_charset=default_charset)
+    if decoded is None:
+        decoded = decode_message(raw, default_charset=default_charset)
     precheck_text(decoded.text, _grammar_for)
     msg = parse_text(decoded.text, decoded)
     return map_parsed(msg, facility=facility, source=source, kind=kind, storage_patient_id=storage_patient_id,

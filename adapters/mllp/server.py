@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from adapters.feed import Feed, IngestRejected, describe, record
-from adapters.hl7v2.charset import decode_message, msh_fields
+from adapters.hl7v2.charset import Decoded, decode_message, msh_fields
 from adapters.hl7v2.errors import V2Error
 from adapters.hl7v2.mapping import map_message
 from adapters.mllp.ack import Inbound, build_ack
@@ -45,12 +45,13 @@ class Stats:
     junk_bytes: int = 0
 
 
-def read_inbound(raw: bytes) -> Inbound:
-    """Best-effort MSH fields for the ACK (never raises)."""
+def read_inbound(raw: bytes, default_charset: str = "ascii") -> tuple[Inbound, Decoded | None]:
+    """Best-effort MSH fields for the ACK (never raises), and the message decoded once with
+    the listener's default character set (None if it cannot be decoded)."""
     try:
         f = msh_fields(raw)
     except V2Error:
-        return Inbound()
+        return Inbound(), None
 
     def field_(n: int, comp: int | None = None) -> str:
         if n >= len(f):
@@ -61,14 +62,15 @@ def read_inbound(raw: bytes) -> Inbound:
             return ""
         return v.split("^")[comp - 1] if comp and len(v.split("^")) >= comp else (v if not comp else "")
 
-    codec = "ascii"
+    decoded: Decoded | None = None
     try:
-        codec = decode_message(raw).codec
+        decoded = decode_message(raw, default_charset=default_charset)
     except V2Error:
         pass
     return Inbound(control_id=field_(10), sending_app=field_(3), sending_facility=field_(4),
                    receiving_app=field_(5), receiving_facility=field_(6), event=field_(9, 2),
-                   version=field_(12) or "2.5", charset_field=field_(18), codec=codec)
+                   version=field_(12) or "2.5", charset_field=field_(18),
+                   codec=decoded.codec if decoded else "ascii"), decoded
 
 
 @dataclass
@@ -99,7 +101,7 @@ class Processor:
 
     def _handle(self, raw: bytes) -> bytes:
         self.stats.received += 1
-        inbound = read_inbound(raw)
+        inbound, decoded = read_inbound(raw, self.default_charset)
         key = (inbound.sending_app, inbound.sending_facility, inbound.control_id)
         if inbound.control_id and key in self._seen:
             self.stats.duplicates += 1
@@ -109,7 +111,7 @@ class Processor:
         where = inbound.control_id or "(no MSH-10)"
         try:
             result = map_message(raw, facility=facility, source=f"mllp:{where}",
-                                 default_charset=self.default_charset)
+                                 default_charset=self.default_charset, decoded=decoded)
             self.feed.submit(result, facility=facility, source=f"mllp:{where}")
         except V2Error as err:
             code = "AR" if err.reject else "AE"

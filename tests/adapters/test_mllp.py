@@ -108,3 +108,16 @@ def test_frame_interrupted_by_a_new_frame_is_discarded(listener) -> None:  # noq
         acks = _read_acks(sock, 1)
     assert _msa(acks[0])[1] == "AA"
     assert proc.stats.junk_bytes > 0 and proc.stats.received == 1
+
+
+def test_inbound_is_decoded_once_with_the_listeners_default_charset():
+    """A message without MSH-18 on a listener configured for Shift_JIS is read (and its ACK
+    encoded) in Shift_JIS, not ASCII."""
+    from adapters.mllp.server import read_inbound
+
+    raw = "MSH|^~\\&|APP|FAC|HIE|HIE|20261121||ADT^A08|C1|P|2.5\rPID|1||123||山田^太郎\r".encode("shift_jis")
+    inbound, decoded = read_inbound(raw, "shift_jis")
+    assert inbound.codec == "shift_jis" and inbound.control_id == "C1"
+    assert decoded is not None and "山田" in decoded.text
+    inbound, decoded = read_inbound(raw)  # HL7's default, ASCII: not decodable, nothing guessed
+    assert inbound.codec == "ascii" and decoded is None
