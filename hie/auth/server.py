@@ -234,7 +234,10 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         now_us = int(time.time() * 1_000_000)
         try:
             with write_tx(node.engine) as conn:
+                # Housekeeping on each backend-services token request: expired assertion
+                # ids, and access/refresh tokens a day past their expiry.
                 conn.execute(J.delete().where(J.c.expires < now_us))
+                TokenService.purge_expired(conn, now_us)
                 conn.execute(insert(J), {"client_id": claims["sub"], "jti": str(jti)[:256],
                                          "expires": (exp + self.leeway) * 1_000_000})
         except IntegrityError:
