@@ -58,6 +58,9 @@ class Node:
         # Consent grants follow Consent writes in the same transaction (after identity, so
         # the Consent's patient key is the regional one).
         self.write_listeners.append(compile_consent_grants)
+        from hie.enforcement.facilities import install as install_facility_directory
+
+        install_facility_directory(self)  # first listener: consent compilation resolves actors with it
         from hie.search.stored import install as install_stored_search_parameters
 
         install_stored_search_parameters(self)  # stored SearchParameters add to the registry
