@@ -36,7 +36,7 @@ def write(node, *resources: dict[str, Any], delete: str | None = None) -> None:
 
 def look(node, code: str) -> facilities.Facility | None:
     with node.context(SYSTEM, write=False) as ctx:
-        return facilities.lookup(ctx.conn, code)
+        return facilities.lookup(ctx.repo.conn, code)
 
 
 def test_roles_default_and_properties(node):
@@ -54,9 +54,9 @@ def test_inactive_deleted_and_codeless_organizations_are_no_facility(node):
     write(node, org("o1", "1110000011", active=False), org("o2", "1110000029"), org("o3", None))
     assert look(node, "1110000011") is None
     with node.context(SYSTEM, write=False) as ctx:
-        inactive = facilities.organization(ctx.conn, "o1")
+        inactive = facilities.organization(ctx.repo.conn, "o1")
         assert inactive is not None and not inactive.active and not inactive.may_view and not inactive.may_disclose
-        assert facilities.organization(ctx.conn, "o3") is None
+        assert facilities.organization(ctx.repo.conn, "o3") is None
     assert look(node, "1110000029") is not None
     write(node, delete="o2")
     assert look(node, "1110000029") is None
@@ -77,7 +77,7 @@ def test_a_transaction_sees_its_own_registry_writes_and_a_rollback_leaves_nothin
     with pytest.raises(RuntimeError):
         with node.context(SYSTEM, write=True) as ctx:
             ctx.repo.write_batch([Write("update", "Organization", "o2", org("o2", "1110000029"))])
-            assert facilities.lookup(ctx.conn, "1110000029") is not None  # own uncommitted write
+            assert facilities.lookup(ctx.repo.conn, "1110000029") is not None  # own uncommitted write
             raise RuntimeError("roll back")
     assert look(node, "1110000029") is None
     assert look(node, "1110000011") is not None
@@ -97,3 +97,23 @@ def test_two_active_organizations_cannot_share_a_code(node):
     assert err.value.issues[0].expression == ["Organization.identifier"]
     write(node, org("o2", "1110000011", active=False))  # an inactive record may keep the code
     assert look(node, "1110000011").org_id == "o1"  # type: ignore[union-attr]
+
+
+def test_the_migration_builds_the_directory_of_a_database_written_before_it(node):
+    from alembic import command
+    from sqlalchemy import delete
+
+    from hie.enforcement.tables import node_setting
+    from hie.storage.migrate import alembic_config
+
+    write(node, org("o1", "1110000011", role="viewing"), org("o2", "1110000029", active=False))
+    with node.engine.begin() as conn:  # as if written by a node without the directory
+        conn.execute(delete(node_setting))
+    assert look(node, "1110000011") is None
+    cfg = alembic_config()
+    with node.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0004_consent")
+        command.upgrade(cfg, "heads")
+    f = look(node, "1110000011")
+    assert f is not None and f.network_role == "viewing" and look(node, "1110000029") is None
