@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -27,7 +26,7 @@ ingest_app = typer.Typer(help="Dead-letter store of the feeds: list and replay f
 _DB = typer.Option(None, envvar="HIE_DATABASE_URL", help="Database URL (default: the node's configuration).")
 
 
-def _node(database_url: Optional[str]):  # noqa: ANN202
+def _node(database_url: str | None):  # noqa: ANN202
     from hie.app import Node
 
     node = Node.open(database_url)
@@ -57,15 +56,15 @@ def _print_report(report, show_all: bool) -> None:  # noqa: ANN001
 def import_ssmix2(
     root: Path = typer.Argument(..., exists=True, file_okay=False, help="SS-MIX2 storage root."),
     facility: str = typer.Option(..., "--facility", help="10-digit medical-institution code of the hospital."),
-    facility_name: Optional[str] = typer.Option(None, help="Name for the facility Organization if it is new."),
-    state: Optional[Path] = typer.Option(None, help="State file (resume / idempotence)."),
+    facility_name: str | None = typer.Option(None, help="Name for the facility Organization if it is new."),
+    state: Path | None = typer.Option(None, help="State file (resume / idempotence)."),
     watch: bool = typer.Option(False, "--watch", help="Keep polling for new files."),
     interval: float = typer.Option(5.0, help="Watch polling interval, seconds."),
     strict_patient_id: bool = typer.Option(False, help="Reject files whose PID-3 differs from the storage patient id."),
-    report_json: Optional[Path] = typer.Option(None, "--report", help="Write the per-file report as JSON."),
+    report_json: Path | None = typer.Option(None, "--report", help="Write the per-file report as JSON."),
     show_all: bool = typer.Option(False, "--all", help="List unchanged files too."),
     workers: int = typer.Option(0, help="Import processes, files partitioned by patient (0 = one per core)."),
-    database_url: Optional[str] = _DB,
+    database_url: str | None = _DB,
 ) -> None:
     """Import an SS-MIX2 standardized-storage tree (date order, resumable, idempotent)."""
     from adapters.feed import Feed
@@ -87,7 +86,8 @@ def import_ssmix2(
                 task = progress.add_task("SS-MIX2", total=None)
 
                 def cb(done: int, total: int, rel: str) -> None:
-                    progress.update(task, total=total, completed=done, description=rel[-48:])
+                    # Called only inside this iteration's import_tree, while ``task`` is current.
+                    progress.update(task, total=total, completed=done, description=rel[-48:])  # noqa: B023
 
                 report = import_tree(node, root, facility, state_path=state, feed=feed, progress=cb,
                                      strict_patient_id=strict_patient_id, settle_seconds=2.0 if watch else 0.0,
@@ -110,38 +110,69 @@ def import_ssmix2(
 @listen_app.command("mllp")
 def listen_mllp(
     port: int = typer.Option(2575, "--port", help="TCP port."),
-    host: str = typer.Option("0.0.0.0", help="Address to bind."),
-    facility: str = typer.Option(..., "--facility", help="Default 10-digit institution code of senders."),
-    facility_map: Optional[Path] = typer.Option(None, help="JSON {\"APP|FACILITY\" or \"FACILITY\": code}."),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default; 0.0.0.0 for every interface)."),
+    facility: str | None = typer.Option(None, "--facility",
+                                        help="10-digit institution code of every sender (without --senders)."),
+    senders: Path | None = typer.Option(None, "--senders", help="JSON allow-list of senders: facility, MSH-3|MSH-4, "
+                                        "addresses, certificate CN (docs/integrator-hl7v2.md)."),
     default_charset: str = typer.Option("ascii", help="Codec for messages without MSH-18."),
-    database_url: Optional[str] = _DB,
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="Server certificate chain (PEM): MLLP over TLS."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="Private key of --tls-cert (PEM)."),
+    tls_client_ca: Path | None = typer.Option(None, "--tls-client-ca",
+                                              help="CA certificates (PEM) clients must present a certificate from."),
+    database_url: str | None = _DB,
 ) -> None:
-    """Receive HL7 v2 messages over MLLP and answer each with an ACK."""
-    from adapters.hl7v2.ids import check_facility
-    from adapters.mllp.server import Processor, serve
+    """Receive HL7 v2 messages over MLLP and answer each with an ACK (SIGTERM/Ctrl-C: finish
+    the message in hand, print the counts, exit 0)."""
+    from adapters.hl7v2.ids import FeedKeyError
+    from adapters.mllp.options import OptionError, check_charset, load_senders, tls_context
+    from adapters.mllp.server import Processor
 
-    check_facility(facility)
+    try:
+        charset = check_charset(default_charset)
+        allow = load_senders(senders, facility)
+        ssl_ctx = tls_context(tls_cert, tls_key, tls_client_ca)
+    except OptionError as err:
+        console.print(f"[red]error:[/] {err}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO)
     node = _node(database_url)
-    mapping = json.loads(facility_map.read_text("utf-8")) if facility_map else {}
-    proc = Processor(node, facility, facility_map=mapping, default_charset=default_charset)
-    console.print(f"MLLP listener on {host}:{port} (facility {facility}); Ctrl-C to stop.")
     try:
-        asyncio.run(serve(proc, host, port))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        s = proc.stats
-        console.print(f"received {s.received}, accepted {s.accepted}, AE {s.errors}, AR {s.rejected}, "
-                      f"duplicates {s.duplicates}, junk bytes {s.junk_bytes}")
+        proc = Processor(node, facility, senders=allow, default_charset=charset)
+    except FeedKeyError as err:
         node.close()
+        console.print(f"[red]error:[/] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    who = f"{len(allow.entries)} registered senders" if allow.entries else f"every sender as facility {facility}"
+    console.print(f"MLLP listener on {host}:{port}{' (TLS)' if ssl_ctx else ''}, {who}; Ctrl-C or SIGTERM to stop.")
+    try:
+        asyncio.run(_listen(proc, host, port, ssl_ctx))
+    except OSError as err:
+        console.print(f"[red]error:[/] cannot listen on {host}:{port}: {err.strerror or err}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        console.print(proc.stats.line(), highlight=False)
+        node.close()
+
+
+async def _listen(proc, host: str, port: int, ssl_ctx) -> None:  # noqa: ANN001
+    """Serve until SIGTERM or SIGINT, then stop gracefully (adapters.mllp.server.serve)."""
+    import signal
+
+    from adapters.mllp.server import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(proc, host, port, stop=stop, ssl_context=ssl_ctx)
 
 
 @ingest_app.command("failures")
 def ingest_failures(
-    channel: Optional[str] = typer.Option(None, help="ssmix2 or mllp."),
+    channel: str | None = typer.Option(None, help="ssmix2 or mllp."),
     status: str = typer.Option("failed", help="failed, replayed or all."),
-    database_url: Optional[str] = _DB,
+    database_url: str | None = _DB,
 ) -> None:
     """List messages and files that could not be ingested."""
     from hie.ingest import list_failures
@@ -162,8 +193,8 @@ def ingest_failures(
 @ingest_app.command("replay")
 def ingest_replay(
     ids: list[int] = typer.Argument(None, help="Failure ids (default: all failed)."),
-    channel: Optional[str] = typer.Option(None, help="Only this channel."),
-    database_url: Optional[str] = _DB,
+    channel: str | None = typer.Option(None, help="Only this channel."),
+    database_url: str | None = _DB,
 ) -> None:
     """Map and ingest stored failures again (after a fix)."""
     from adapters.feed import Feed, replay_one

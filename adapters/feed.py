@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from adapters.hl7v2.errors import V2Error
-from adapters.hl7v2.ids import MEDICAL_ORGANIZATION_ID, facility_org_id
+from adapters.hl7v2.ids import MEDICAL_ORGANIZATION_ID, FeedIds, facility_org_id, node_feed_ids
 from adapters.hl7v2.mapping import MappingResult, map_message
 
 JP_ORG = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_Organization"
@@ -53,6 +53,17 @@ class Feed:
     _orgs: dict[str, str] = field(default_factory=dict)
     _known: set[str] = field(default_factory=set)  # "Type/id" known to exist
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The node's keyed logical ids; default: from its data directory or ``HIE_FEED_ID_KEY``.
+    feed_ids: FeedIds | None = None
+
+    def __post_init__(self) -> None:
+        if self.feed_ids is None:
+            self.feed_ids = node_feed_ids(self.node.settings.data_dir)
+
+    @property
+    def ids(self) -> FeedIds:
+        assert self.feed_ids is not None
+        return self.feed_ids
 
     # ------------------------------------------------------------ node access
     def _run(self, bundle: dict[str, Any], source: str) -> dict[str, Any]:
@@ -194,10 +205,10 @@ def replay_one(node: Any, feed: Feed, failure: Any) -> tuple[bool, str]:
         if channel == "ssmix2":
             from adapters.ssmix2.importer import map_storage_bytes
 
-            result = map_storage_bytes(bytes(failure.payload), Path(where), facility)
+            result = map_storage_bytes(bytes(failure.payload), Path(where), facility, ids=feed.ids)
             meta_source = where
         elif channel == "mllp":
-            result = map_message(bytes(failure.payload), facility=facility, source=f"mllp:{where}")
+            result = map_message(bytes(failure.payload), facility=facility, source=f"mllp:{where}", ids=feed.ids)
             meta_source = f"mllp:{where}"
         else:
             raise ValueError(f"unknown channel {channel!r}")

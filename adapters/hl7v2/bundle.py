@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from .codesystems import CUSTODIAN_TAG_SYSTEM
 from .errors import InvalidResource, MappingError
-from .ids import facility_org_id, patient_logical_id, patient_system, stable_id
+from .ids import FeedIds, facility_org_id, patient_system
 
 CUSTODIAN_EXTENSION = "http://hie.example.jp/fhir/StructureDefinition/custodian"
 _UUID_NS = uuid.UUID("6f1c1f3e-5a55-4b8e-9c51-2d7a4c0b8e11")
@@ -48,11 +48,12 @@ def source_uri(source: str) -> str:
 class BundleBuilder:
     """Collects the resources of one message, decorated and validated."""
 
-    def __init__(self, facility: str, source: str, patient_number: str) -> None:
+    def __init__(self, facility: str, source: str, patient_number: str, ids: FeedIds) -> None:
         self.facility = facility
         self.source = source_uri(source)
         self.patient_number = patient_number
-        self.patient_id = patient_logical_id(facility, patient_number)
+        self.ids = ids
+        self.patient_id = ids.patient_id(facility, patient_number)
         self.org_ref = {"reference": f"Organization/{facility_org_id(facility)}"}
         self._entries: list[dict[str, Any]] = []
         self._index: dict[str, int] = {}
@@ -68,7 +69,7 @@ class BundleBuilder:
                 "identifier": {"system": patient_system(self.facility), "value": self.patient_number}}
 
     def new_id(self, resource_type: str, *key: str) -> str:
-        return stable_id(resource_type, self.facility, self.patient_number, *key)
+        return self.ids.stable_id(resource_type, self.facility, self.patient_number, *key)
 
     # ------------------------------------------------------------ entries
     def put(self, resource: dict[str, Any], origin: str, *, replace: bool = False) -> dict[str, str]:

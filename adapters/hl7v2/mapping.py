@@ -11,11 +11,12 @@ SS-MIX2 kinds and JAMI mappings: https://github.com/jami-fhir-jp-wg/ssmix2-to-fh
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .bundle import BundleBuilder
 from .errors import UnsupportedMessage, UNSUPPORTED_EVENT_CODE, V2Error, MappingError
-from .ids import check_facility
+from .ids import FeedIds, check_facility
 from .jahis import MapContext
 from .mappers import adt, lab, omp, orders, ppr
 from .mappers.common import patient_number
@@ -99,22 +100,23 @@ class MappingResult:
     origins: dict[str, str] = field(default_factory=dict)
 
 
-def map_message(raw: bytes, *, facility: str, source: str, kind: str | None = None,
+def map_message(raw: bytes, *, facility: str, source: str, ids: FeedIds, kind: str | None = None,
                 storage_patient_id: str | None = None, strict_patient_id: bool = False,
                 delete: bool = False, default_charset: str = "ascii", tz: str = "+09:00",
                 decoded: Decoded | None = None) -> MappingResult:
     """Map raw message bytes to a transaction Bundle (raises :class:`V2Error`); ``decoded``:
-    the same bytes already decoded by the caller (not decoded again)."""
+    the same bytes already decoded by the caller (not decoded again); ``ids``: the node's
+    keyed logical ids (:func:`adapters.hl7v2.ids.node_feed_ids`)."""
     check_facility(facility)
     if decoded is None:
         decoded = decode_message(raw, default_charset=default_charset)
     precheck_text(decoded.text, _grammar_for)
     msg = parse_text(decoded.text, decoded)
-    return map_parsed(msg, facility=facility, source=source, kind=kind, storage_patient_id=storage_patient_id,
+    return map_parsed(msg, facility=facility, source=source, ids=ids, kind=kind, storage_patient_id=storage_patient_id,
                       strict_patient_id=strict_patient_id, delete=delete, tz=tz)
 
 
-def map_parsed(msg: Message, *, facility: str, source: str, kind: str | None = None,
+def map_parsed(msg: Message, *, facility: str, source: str, ids: FeedIds, kind: str | None = None,
                storage_patient_id: str | None = None, strict_patient_id: bool = False,
                delete: bool = False, tz: str = "+09:00") -> MappingResult:
     code, event, structure = msg.message_type
@@ -142,7 +144,7 @@ def map_parsed(msg: Message, *, facility: str, source: str, kind: str | None = N
     ctx = MapContext(facility=facility, source=source, kind=kind, storage_patient_id=storage_patient_id,
                      strict_patient_id=strict_patient_id, tz=tz)
     number = patient_number(msg, ctx)
-    b = BundleBuilder(facility, source, number)
+    b = BundleBuilder(facility, source, number, ids)
     mapper(msg, b, ctx)
     bundle = b.transaction(delete=delete)
     if not bundle["entry"]:

@@ -1,38 +1,50 @@
-"""MLLP listener: receives HL7 v2 messages over TCP, ingests them, answers each with an ACK.
+"""MLLP listener: receives HL7 v2 messages over TCP (optionally TLS), ingests them,
+answers each with an ACK.
 
 MLLP framing (HL7 v2.5 Implementation Guide, appendix C.4.3): ``<VT=0x0B> message
-<FS=0x1C><CR=0x0D>``. Original-mode acknowledgement (HL7 v2.5 2.9.2): AA when the
-message was mapped and ingested; AR when it cannot be processed as sent (not
-decodable, malformed, unsupported type; resending it unchanged will not help); AE
-when it was understood but could not be mapped or stored (a field, a reference).
-MSA-3 and ERR carry the reason and the HL7 location. Every AE/AR message is kept in
-the dead-letter store for ``hie ingest replay``.
+<FS=0x1C><CR=0x0D>``. Original-mode acknowledgement (HL7 v2.5 2.9.2): AA only when the
+message's data is committed; AR when it cannot be processed as sent (not decodable,
+malformed, unsupported type, a sender the allow-list does not admit, a control id
+reused for other content; resending it unchanged will not help); AE when it was
+understood but could not be mapped or stored (a field, a reference, an internal error).
+MSA-3 and ERR carry the reason and the HL7 location. Every AE/AR message is kept in the
+dead-letter store for ``hie ingest replay``: every message gets an ACK or a failure
+record, and one that got neither (the listener was killed while it was in hand) can be
+resent and is then processed idempotently.
+
+Duplicates are detected in the database (:mod:`adapters.mllp.receipts`): sender (MSH-3,
+MSH-4), control id (MSH-10) and a content hash. An identical resend of an accepted
+message gets the original AA and is not stored again; the same control id with other
+content gets AR naming the reuse (and is kept for replay); the same id from another
+sender is another message.
 
 Robustness: bytes outside a frame are discarded (and counted); an oversized frame
 closes the connection; a client that half-closes (shutdown of its write side) still
-gets the ACKs of every complete frame it sent. Duplicates (same sending application,
-facility and MSH-10 as an already accepted message) are answered with the original
-ACK and not ingested again.
+gets the ACKs of every complete frame it sent. On stop (SIGTERM), the listener stops
+accepting, finishes the message in hand and answers it, then closes every connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from adapters.feed import Feed, IngestRejected, describe, record
 from adapters.hl7v2.charset import Decoded, decode_message, msh_fields
-from adapters.hl7v2.errors import V2Error
+from adapters.hl7v2.errors import DUPLICATE_KEY, ParseError, V2Error
 from adapters.hl7v2.mapping import map_message
+from adapters.mllp import receipts
 from adapters.mllp.ack import Inbound, build_ack
+from adapters.mllp.options import Peer, Senders, check_charset, load_senders, peer_of
 
 log = logging.getLogger(__name__)
 VT, FS, CR = 0x0B, 0x1C, 0x0D
 CHANNEL = "mllp"
+UNKNOWN_FACILITY = "-"  # failure source of a message no facility was found for
 
 
 @dataclass
@@ -42,7 +54,19 @@ class Stats:
     errors: int = 0
     rejected: int = 0
     duplicates: int = 0
+    reused: int = 0
     junk_bytes: int = 0
+
+    def line(self) -> str:
+        return (f"received {self.received}, accepted {self.accepted}, AE {self.errors}, AR {self.rejected} "
+                f"(control id reused {self.reused}), duplicates {self.duplicates}, junk bytes {self.junk_bytes}")
+
+
+class ControlIdReused(V2Error):
+    """MSH-10 of an accepted message from the same sender, with other content (AR)."""
+
+    code = DUPLICATE_KEY
+    reject = True
 
 
 def read_inbound(raw: bytes, default_charset: str = "ascii") -> tuple[Inbound, Decoded | None]:
@@ -50,7 +74,7 @@ def read_inbound(raw: bytes, default_charset: str = "ascii") -> tuple[Inbound, D
     the listener's default character set (None if it cannot be decoded)."""
     try:
         f = msh_fields(raw)
-    except V2Error:
+    except Exception:  # noqa: BLE001 - not HL7: the ACK is built without the header
         return Inbound(), None
 
     def field_(n: int, comp: int | None = None) -> str:
@@ -65,7 +89,7 @@ def read_inbound(raw: bytes, default_charset: str = "ascii") -> tuple[Inbound, D
     decoded: Decoded | None = None
     try:
         decoded = decode_message(raw, default_charset=default_charset)
-    except V2Error:
+    except (V2Error, LookupError):
         pass
     return Inbound(control_id=field_(10), sending_app=field_(3), sending_facility=field_(4),
                    receiving_app=field_(5), receiving_facility=field_(6), event=field_(9, 2),
@@ -76,43 +100,48 @@ def read_inbound(raw: bytes, default_charset: str = "ascii") -> tuple[Inbound, D
 @dataclass
 class Processor:
     """Maps, ingests and answers one message (thread-safe; used from the event loop
-    through a single worker thread so that messages are stored in arrival order)."""
+    through a single worker thread so that messages are stored in arrival order).
+
+    ``senders``: the allow-list (:mod:`adapters.mllp.options`); without one every sender
+    is accepted as ``facility``. Options are checked here, so a bad one fails at start."""
 
     node: Any
-    facility: str
-    facility_map: dict[str, str] = field(default_factory=dict)  # "APP|FACILITY" or "FACILITY" -> code
+    facility: str | None = None
+    senders: Senders | None = None
     default_charset: str = "ascii"
-    dedupe_size: int = 100_000
     feed: Feed | None = None
     stats: Stats = field(default_factory=Stats)
-    _seen: "OrderedDict[tuple[str, str, str], bytes]" = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
+        self.default_charset = check_charset(self.default_charset)
+        if self.senders is None:
+            self.senders = load_senders(None, self.facility)
         self.feed = self.feed or Feed(self.node)
 
-    def facility_for(self, inbound: Inbound) -> str:
-        return (self.facility_map.get(f"{inbound.sending_app}|{inbound.sending_facility}")
-                or self.facility_map.get(inbound.sending_facility) or self.facility)
-
-    def handle(self, raw: bytes) -> bytes:
+    def handle(self, raw: bytes, peer: Peer | None = None) -> bytes:
         with self._lock:
-            return self._handle(raw)
+            self.stats.received += 1
+            return self._handle(raw, peer or Peer())
 
-    def _handle(self, raw: bytes) -> bytes:
-        self.stats.received += 1
+    def _handle(self, raw: bytes, peer: Peer) -> bytes:
         inbound, decoded = read_inbound(raw, self.default_charset)
-        key = (inbound.sending_app, inbound.sending_facility, inbound.control_id)
-        if inbound.control_id and key in self._seen:
-            self.stats.duplicates += 1
-            self._seen.move_to_end(key)
-            return self._seen[key]
-        facility = self.facility_for(inbound)
+        facility = self.facility or UNKNOWN_FACILITY
         where = inbound.control_id or "(no MSH-10)"
         try:
-            result = map_message(raw, facility=facility, source=f"mllp:{where}",
+            assert self.senders is not None and self.feed is not None
+            facility = self.senders.facility_for(inbound.sending_app, inbound.sending_facility, peer)
+            key = _key(inbound)
+            digest = receipts.content_hash(raw)
+            original = self._resend(key, digest) if key.control_id else None
+            if original is not None:
+                return original
+            result = map_message(raw, facility=facility, source=f"mllp:{where}", ids=self.feed.ids,
                                  default_charset=self.default_charset, decoded=decoded)
-            self.feed.submit(result, facility=facility, source=f"mllp:{where}")
+            self.feed.submit(result, facility=facility, source=f"mllp:{where}")  # committed here
+            ack = build_ack(inbound, "AA", "")
+            if key.control_id:
+                receipts.accept(self.node, key, digest, ack)
         except V2Error as err:
             code = "AR" if err.reject else "AE"
             self._fail(facility, where, raw, describe(err), code)
@@ -125,12 +154,21 @@ class Processor:
             self._fail(facility, where, raw, describe(err), "AE")
             return build_ack(inbound, "AE", "internal error; the message was kept for replay", error_code="207")
         self.stats.accepted += 1
-        ack = build_ack(inbound, "AA", "")
-        if inbound.control_id:
-            self._seen[key] = ack
-            if len(self._seen) > self.dedupe_size:
-                self._seen.popitem(last=False)
         return ack
+
+    def _resend(self, key: receipts.MessageKey, digest: str) -> bytes | None:
+        """Claim ``key`` for this content. Returns the original AA if this is an identical
+        resend of an accepted message; raises :class:`ControlIdReused` for other content."""
+        earlier = receipts.claim(self.node, key, digest)
+        if earlier is None:
+            return None
+        if earlier.content_hash == digest:
+            self.stats.duplicates += 1
+            return earlier.ack
+        self.stats.reused += 1
+        raise ControlIdReused("MSH-10", f"control id {key.control_id!r} from {key.sending_app}|"
+                              f"{key.sending_facility} was already used by another message (received "
+                              f"{_when(earlier.received)}); this one was not stored and is kept for replay")
 
     def _fail(self, facility: str, where: str, raw: bytes, error: str, code: str) -> None:
         if code == "AR":
@@ -141,6 +179,20 @@ class Processor:
             record(self.node, channel=CHANNEL, facility=facility, where=where, payload=raw, error=error)
         except Exception:  # noqa: BLE001
             log.exception("could not store the failed message %s in the dead-letter store", where)
+
+
+def _key(inbound: Inbound) -> receipts.MessageKey:
+    key = receipts.MessageKey(inbound.sending_app, inbound.sending_facility, inbound.control_id)
+    for part, name in ((key.sending_app, "MSH-3"), (key.sending_facility, "MSH-4"), (key.control_id, "MSH-10")):
+        if len(part) > receipts.MAX_KEY_PART:
+            raise V2Error(name, f"{name} is longer than {receipts.MAX_KEY_PART} characters", code="102")
+    return key
+
+
+def _when(epoch_us: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch_us / 1e6, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def frame(message: bytes) -> bytes:
@@ -157,7 +209,7 @@ class FrameReader:
 
     def feed(self, data: bytes) -> list[bytes]:
         self.buf += data
-        out = []
+        out: list[bytes] = []
         while True:
             start = self.buf.find(VT)
             if start < 0:
@@ -182,67 +234,110 @@ class FrameReader:
             del self.buf[:end + 2]
 
 
+class _Connections:
+    """The open connections and whether each has a message in hand (graceful stop)."""
+
+    def __init__(self) -> None:
+        self.busy: dict[asyncio.Task[Any], bool] = {}
+        self.stopping = False
+
+    async def drain(self, timeout: float) -> None:
+        """Stop: idle connections are closed now; busy ones after answering their message."""
+        self.stopping = True
+        for task, busy in list(self.busy.items()):
+            if not busy:
+                task.cancel()
+        if self.busy:
+            await asyncio.wait(list(self.busy), timeout=timeout)
+
+
+async def _answer(processor: Processor, worker: asyncio.Semaphore, writer: asyncio.StreamWriter,
+                  messages: list[bytes], peer: Peer, conns: _Connections) -> None:
+    """Handle and answer the messages in arrival order; on stop, after the one in hand."""
+    loop = asyncio.get_running_loop()
+    for message in messages:
+        if conns.stopping:
+            break  # not started: no ACK, the sender resends it
+        if not message.strip():
+            continue
+        async with worker:
+            if conns.stopping:
+                break
+            ack = await loop.run_in_executor(None, processor.handle, message, peer)
+        writer.write(frame(ack))
+        await writer.drain()
+
+
 async def serve(processor: Processor, host: str = "127.0.0.1", port: int = 2575, *,
                 max_frame: int = 16 * 1024 * 1024, idle_timeout: float = 300.0,
-                ready: Callable[[int], None] | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run the listener until ``stop`` is set (or forever)."""
-    loop = asyncio.get_running_loop()
+                ready: Callable[[int], None] | None = None, stop: asyncio.Event | None = None,
+                ssl_context: ssl.SSLContext | None = None, stop_timeout: float = 60.0) -> None:
+    """Run the listener until ``stop`` is set (or forever). On stop: no new connections;
+    a message in hand is finished and answered; then every connection is closed."""
     worker = asyncio.Semaphore(1)
+    conns = _Connections()
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
+        task = asyncio.current_task()
+        assert task is not None
+        conns.busy[task] = False
+        peer = peer_of(writer)
         frames = FrameReader(max_frame)
         try:
-            while True:
+            while not conns.stopping:
                 try:
                     data = await asyncio.wait_for(reader.read(65536), timeout=idle_timeout)
                 except asyncio.TimeoutError:
-                    log.info("MLLP %s idle for %ss: closing", peer, idle_timeout)
+                    log.info("MLLP %s idle for %ss: closing", peer.address, idle_timeout)
                     break
                 try:
                     messages = frames.feed(data) if data else []
                 except OverflowError as err:
-                    log.warning("MLLP %s: %s; closing", peer, err)
+                    log.warning("MLLP %s: %s; closing", peer.address, err)
                     break
                 finally:
                     processor.stats.junk_bytes += frames.junk
                     frames.junk = 0
-                for message in messages:
-                    if not message.strip():
-                        continue
-                    async with worker:
-                        ack = await loop.run_in_executor(None, processor.handle, message)
-                    writer.write(frame(ack))
-                    await writer.drain()
+                conns.busy[task] = True
+                await _answer(processor, worker, writer, messages, peer, conns)
+                conns.busy[task] = False
                 if not data:  # EOF: the client half-closed or closed; answers are sent
                     if frames.buf:
                         log.warning("MLLP %s: %d bytes of an unterminated frame at end of stream",
-                                    peer, len(frames.buf))
+                                    peer.address, len(frames.buf))
                         frames.junk += len(frames.buf)
                     break
-        except (ConnectionResetError, BrokenPipeError) as err:
-            log.info("MLLP %s: connection lost (%s)", peer, err)
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError) as err:
+            log.info("MLLP %s: connection lost (%s)", peer.address, err)
+        except asyncio.CancelledError:
+            pass  # stopping while idle
         finally:
+            conns.busy.pop(task, None)
             processor.stats.junk_bytes += frames.junk
+            writer.close()
             try:
-                writer.close()
                 await writer.wait_closed()
-            except (ConnectionResetError, BrokenPipeError):
+            except (ConnectionResetError, BrokenPipeError, ssl.SSLError, asyncio.CancelledError):
                 pass
 
-    server = await asyncio.start_server(on_client, host, port)
+    server = await asyncio.start_server(on_client, host, port, ssl=ssl_context)
     bound = server.sockets[0].getsockname()[1]
-    log.info("MLLP listening on %s:%s", host, bound)
+    log.info("MLLP listening on %s:%s%s", host, bound, " (TLS)" if ssl_context else "")
     if ready:
         ready(bound)
-    async with server:
+    try:
         if stop is None:
             await server.serve_forever()
         else:
             await stop.wait()
+    finally:
+        server.close()
+        await conns.drain(stop_timeout)
+        await server.wait_closed()
 
 
-def run_in_thread(processor: Processor, host: str = "127.0.0.1", port: int = 0) -> tuple[int, Callable[[], None]]:
+def run_in_thread(processor: Processor, host: str = "127.0.0.1", port: int = 0,
+                  **kwargs: Any) -> tuple[int, Callable[[], None]]:
     """Start the listener in a background thread (tests, benchmarks).
     Returns (port, stop function)."""
     started = threading.Event()
@@ -258,7 +353,7 @@ def run_in_thread(processor: Processor, host: str = "127.0.0.1", port: int = 0) 
             holder["port"] = p
             started.set()
 
-        loop.run_until_complete(serve(processor, host, port, ready=ready, stop=stop))
+        loop.run_until_complete(serve(processor, host, port, ready=ready, stop=stop, **kwargs))
         loop.close()
 
     t = threading.Thread(target=runner, daemon=True)

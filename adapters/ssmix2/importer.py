@@ -33,9 +33,11 @@ import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from adapters.feed import Feed, describe, record
+from adapters.hl7v2.ids import FeedIds
 from adapters.hl7v2.mapping import MappingResult, map_message
 from adapters.ssmix2.storage import (FLAG_DELETED, FLAG_SUPERSEDED, NO_ORDER, StorageFile, StorageNameError,
                                      parse_path, walk)
@@ -72,7 +74,7 @@ class ImportReport:
                 "counts": self.counts(), "files": [asdict(f) for f in self.files]}
 
 
-def map_storage_bytes(raw: bytes, path: Path, facility: str, *, root: Path | None = None,
+def map_storage_bytes(raw: bytes, path: Path, facility: str, *, ids: FeedIds, root: Path | None = None,
                       strict_patient_id: bool = False) -> MappingResult:
     """Map one storage file's bytes; kind, patient and flag come from its name."""
     if root is not None:
@@ -81,7 +83,7 @@ def map_storage_bytes(raw: bytes, path: Path, facility: str, *, root: Path | Non
         # Replay: the file is known by its absolute path; take the last six parts.
         parts = path.parts[-6:]
         sf = parse_path(Path(*path.parts[:-6]) if len(path.parts) > 6 else Path("/"), Path(*path.parts[:-6], *parts))
-    return map_message(raw, facility=facility, source=str(path), kind=sf.kind,
+    return map_message(raw, facility=facility, source=str(path), ids=ids, kind=sf.kind,
                        storage_patient_id=sf.patient_id, strict_patient_id=strict_patient_id,
                        delete=sf.flag == FLAG_DELETED)
 
@@ -265,7 +267,7 @@ def _import_parallel(node: Any, feed: Feed, state: State, ordered: list[StorageF
     report.files.extend(results[sf.rel] for sf in ordered if sf.rel in results)
 
 
-def _import_one(node: Any, feed: Feed, state: State, sf: StorageFile, facility: str,
+def _import_one(node: Any, feed: Feed, state: State | _StateView, sf: StorageFile, facility: str,
                 strict_patient_id: bool, settle_seconds: float, now: float) -> FileResult | None:
     files_state = state.data["files"]
     orders = state.data["orders"]
@@ -288,7 +290,7 @@ def _import_one(node: Any, feed: Feed, state: State, sf: StorageFile, facility: 
                           reason=f"an imported file for this order is newer ({current['ts']})")
     raw = sf.path.read_bytes()
     try:
-        result = map_message(raw, facility=facility, source=str(sf.path), kind=sf.kind,
+        result = map_message(raw, facility=facility, source=str(sf.path), ids=feed.ids, kind=sf.kind,
                              storage_patient_id=sf.patient_id, strict_patient_id=strict_patient_id,
                              delete=sf.flag == FLAG_DELETED)
         urls = [e["request"]["url"] for e in result.bundle["entry"]]

@@ -112,3 +112,22 @@ ingest_failure = Table(
     Column("last_attempt", BigInteger, nullable=False),
     Index("ix_ingest_failure_status", "status"),
 )
+
+# MLLP messages received, one row per sender (MSH-3, MSH-4) and control id (MSH-10):
+# the content hash the id was used for and, once the data is committed, the AA sent.
+# An identical resend is answered from here; the same id with other content is refused
+# (adapters/mllp/receipts.py).
+mllp_message = Table(
+    "mllp_message",
+    metadata,
+    Column("pk", PK, primary_key=True, autoincrement=True),
+    Column("sending_app", String(256), nullable=False),
+    Column("sending_facility", String(256), nullable=False),
+    Column("control_id", String(256), nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | accepted
+    Column("ack", LargeBinary, nullable=True),
+    Column("received", BigInteger, nullable=False),
+    Column("updated", BigInteger, nullable=False),
+    UniqueConstraint("sending_app", "sending_facility", "control_id"),
+)

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from adapters.hl7v2.ids import FeedIds
+
 DEFAULT = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FACILITY = "2212345670"  # fictitious Shizuoka (22) medical (1) institution
+IDS = FeedIds(bytes(range(32)))  # a fixed feed-id key for mapping tests without a node
 
 
 def corpus(*parts: str) -> Path:

@@ -9,7 +9,7 @@ from adapters.hl7v2.errors import DecodeError, ParseError
 from adapters.hl7v2.mapping import map_message
 from adapters.hl7v2.message import parse_bytes, parse_text
 
-from .corpus import FACILITY, storage_file
+from .corpus import FACILITY, IDS, storage_file
 
 MSH = "MSH|^~\\&|HIS|SEND|GW|RCV|20111220||ADT^A08^ADT_A01|C1|P|2.5||||||~ISO IR87||ISO 2022-1994\r"
 
@@ -81,7 +81,7 @@ def test_scrambled_segment_order_is_rejected_with_the_out_of_place_segment() -> 
                "PID|1||9999013||患者^太郎^^^^^L^I\rORC|NW|1\rRXA|0|1|201107010830||1^x^HOT9|1\rRXR|PO\r"
                "TQ1|1\r")
     with pytest.raises(ParseError) as exc:
-        map_message(raw, facility=FACILITY, source="t")
+        map_message(raw, facility=FACILITY, source="t", ids=IDS)
     assert exc.value.location.startswith("TQ1")
     assert "segment sequence" in exc.value.reason
 

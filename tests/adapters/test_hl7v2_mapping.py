@@ -14,14 +14,14 @@ from adapters.hl7v2.mapping import map_message
 from adapters.ssmix2.importer import map_storage_bytes
 from adapters.ssmix2.storage import StorageNameError, parse_path, walk
 
-from .corpus import FACILITY, storage_file, storage_root
+from .corpus import FACILITY, IDS, storage_file, storage_root
 
 pytestmark = pytest.mark.corpus
 
 
 def _map(kind: str):
     path = storage_file(kind)
-    return map_storage_bytes(path.read_bytes(), path, FACILITY, root=storage_root())
+    return map_storage_bytes(path.read_bytes(), path, FACILITY, ids=IDS, root=storage_root())
 
 
 def _resources(result, rtype: str) -> list[dict]:
@@ -34,7 +34,7 @@ def test_every_sample_file_is_mapped_or_rejected_with_a_reason() -> None:
     for path in walk(root):
         rel = str(path.relative_to(root))
         try:
-            result = map_storage_bytes(path.read_bytes(), path, FACILITY, root=root)
+            result = map_storage_bytes(path.read_bytes(), path, FACILITY, ids=IDS, root=root)
             validate_bundle(result.bundle)
             outcomes[rel] = "mapped"
         except (V2Error, StorageNameError) as err:
@@ -57,7 +57,7 @@ def test_broken_files_are_rejected_for_the_right_reason() -> None:
                 parse_path(root, path)
         else:
             with pytest.raises(V2Error) as exc:
-                map_storage_bytes(path.read_bytes(), path, FACILITY, root=root)
+                map_storage_bytes(path.read_bytes(), path, FACILITY, ids=IDS, root=root)
             assert exc.value.location.startswith("TQ1")
 
 
@@ -144,7 +144,7 @@ def test_every_resource_validates_and_carries_source_custodian_and_patient(kind:
 def test_mapping_is_deterministic_so_resends_update() -> None:
     a, b = _map("OMG-12"), _map("OMG-12")
     assert a.bundle == b.bundle
-    other = map_message(storage_file("OMG-12").read_bytes(), facility="1312345670", source="x", kind="OMG-12")
+    other = map_message(storage_file("OMG-12").read_bytes(), facility="1312345670", source="x", ids=IDS, kind="OMG-12")
     assert {e["request"]["url"] for e in other.bundle["entry"]}.isdisjoint(
         {e["request"]["url"] for e in a.bundle["entry"]})
 
@@ -157,8 +157,10 @@ def test_imaging_study_from_performed_radiology() -> None:
 
 def test_deleted_file_maps_to_delete_entries_for_the_same_ids() -> None:
     path = storage_file("OMP-01")
-    put = map_message(path.read_bytes(), facility=FACILITY, source="x", kind="OMP-01", storage_patient_id="9999013")
-    delete = map_message(path.read_bytes(), facility=FACILITY, source="x", kind="OMP-01", storage_patient_id="9999013",
+    put = map_message(path.read_bytes(), facility=FACILITY, source="x", ids=IDS,
+                      kind="OMP-01", storage_patient_id="9999013")
+    delete = map_message(path.read_bytes(), facility=FACILITY, source="x", ids=IDS,
+                         kind="OMP-01", storage_patient_id="9999013",
                          delete=True)
     assert [e["request"] for e in delete.bundle["entry"]] == [
         {"method": "DELETE", "url": e["request"]["url"]} for e in put.bundle["entry"]]
@@ -166,24 +168,26 @@ def test_deleted_file_maps_to_delete_entries_for_the_same_ids() -> None:
 
 def test_storage_patient_id_wins_over_pid3_with_a_warning_or_rejects_when_strict() -> None:
     path = storage_file("OML-11")
-    result = map_message(path.read_bytes(), facility=FACILITY, source="x", kind="OML-11", storage_patient_id="9999013")
+    result = map_message(path.read_bytes(), facility=FACILITY, source="x", ids=IDS,
+                         kind="OML-11", storage_patient_id="9999013")
     assert result.patient_number == "9999013"
     assert any("PID-3" in w for w in result.warnings)
     with pytest.raises(V2Error) as exc:
-        map_message(path.read_bytes(), facility=FACILITY, source="x", kind="OML-11", storage_patient_id="9999013",
+        map_message(path.read_bytes(), facility=FACILITY, source="x", ids=IDS,
+                    kind="OML-11", storage_patient_id="9999013",
                     strict_patient_id=True)
     assert exc.value.location == "PID-3"
 
 
 def test_wrong_message_for_the_storage_kind_is_rejected() -> None:
     with pytest.raises(V2Error, match="not a valid message for SS-MIX2 kind"):
-        map_message(storage_file("OML-11").read_bytes(), facility=FACILITY, source="x", kind="OMP-01")
+        map_message(storage_file("OML-11").read_bytes(), facility=FACILITY, source="x", ids=IDS, kind="OMP-01")
 
 
 def test_bad_field_value_names_its_location() -> None:
     raw = storage_file("ADT-00").read_bytes().replace(b"|19480405|M|", b"|19481305|M|")
     with pytest.raises(V2Error) as exc:
-        map_message(raw, facility=FACILITY, source="x", kind="ADT-00")
+        map_message(raw, facility=FACILITY, source="x", ids=IDS, kind="ADT-00")
     assert exc.value.location == "PID-7"
 
 
