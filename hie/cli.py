@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -94,12 +95,19 @@ def serve(
         os.environ["HIE_AUDIT_FLUSHER"] = "external"  # inherited by the worker processes
         supervisor = _AuditFlusherSupervisor()
         supervisor.start()
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again: with the default
+    # handler that would end this process before the finally below stops the flusher.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run("hie.asgi:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level=log_level, access_log=False, http="hie.api.http_protocol:NoDelayProtocol")
     finally:
         if supervisor is not None:
             supervisor.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 class _AuditFlusherSupervisor:
@@ -124,6 +132,8 @@ class _AuditFlusherSupervisor:
 
         while not self.stopping.is_set():
             self.proc = subprocess.Popen([sys.executable, "-m", "hie.cli", "audit", "flusher"])
+            if self.stopping.is_set():  # stop() ran while the process was starting
+                self.proc.terminate()
             code = self.proc.wait()
             if not self.stopping.is_set():
                 console.print(f"[red]audit flusher exited ({code}); restarting[/]")
@@ -137,6 +147,7 @@ class _AuditFlusherSupervisor:
                 self.proc.wait(timeout=10)
             except Exception:  # noqa: BLE001 - best effort at shutdown
                 self.proc.kill()
+        self.thread.join(timeout=15)  # no restart after this returns
 
 
 @app.command()
