@@ -3,13 +3,16 @@
 Implements the node's access rules for FHIR R4 Consent (https://hl7.org/fhir/R4/consent.html)
 in the order DOMAIN.md ("Consent") fixes them:
 
-1. **Custodian**: the facility that disclosed a resource always sees it.
+1. **Custodian**: the facility that disclosed a resource sees it, if its network role lets it
+   disclose (``AccessRequest.viewer_may_disclose``). A facility whose role does not let it view
+   (``viewer_may_view``: unregistered, inactive or disclosing-only) gets nothing beyond rule 1.
 2. **Patient**: a patient sees their own record, except resources tagged ``UNINFORMED``
    (JP-CLINS: a diagnosis not yet told to the patient).
 3. **Consents** (opt-in): only ``active`` consents of the resource's patient count. Every
    provision whose chain (itself and all its ancestors) matches the request votes; the
    votes combine by :func:`combine` (deny overrides permit; with no vote the result is
-   NOT_APPLICABLE, which callers treat as deny). Ordinary data needs a permit from a provision
+   NOT_APPLICABLE, which callers treat as deny). Consent and audit rows are never shared by a
+   consent (:data:`consent.grants.NEVER_GRANTED`). Ordinary data needs a permit from a provision
    without security labels; a resource with sensitive labels needs, for *each* of its labels,
    a permit from a provision that names that label.
 4. **Break-the-glass** and **disaster mode** (:mod:`consent.policy`): when consents do not
@@ -32,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from consent.grants import NEVER_GRANTED
 from consent.model import Consent, Provision
 from consent.policy import DEFAULT_POLICY, Policy
 from consent.request import UNINFORMED, AccessRequest
@@ -80,7 +84,8 @@ class Decision:
         return self.effect is Effect.PERMIT
 
     def render(self) -> str:
-        head = {Effect.PERMIT: "PERMIT", Effect.DENY: "DENY", Effect.NOT_APPLICABLE: "NOT APPLICABLE (deny)"}[self.effect]
+        head = {Effect.PERMIT: "PERMIT", Effect.DENY: "DENY",
+                Effect.NOT_APPLICABLE: "NOT APPLICABLE (deny)"}[self.effect]
         if self.break_glass:
             head += " [break-the-glass]"
         if self.disaster_mode:
@@ -255,15 +260,26 @@ def decide(request: AccessRequest, consents: Iterable[Consent], policy: Policy =
         if request.viewer_patient != facts.patient:
             return Decision(Effect.DENY, (Reason(Effect.DENY, "patient", "a patient sees only their own record"),))
         if UNINFORMED in facts.tags:
-            return Decision(Effect.DENY, (Reason(Effect.DENY, "uninformed",
-                                                 "tagged UNINFORMED: not yet told to the patient, never shown in the portal"),))
+            return Decision(Effect.DENY, (Reason(
+                Effect.DENY, "uninformed",
+                "tagged UNINFORMED: not yet told to the patient, never shown in the portal"),))
         return Decision(Effect.PERMIT, (Reason(Effect.PERMIT, "patient", "the patient sees their own record"),))
 
-    if request.viewer_org is not None and request.viewer_org == facts.custodian:
+    if request.viewer_org is not None and request.viewer_org == facts.custodian and request.viewer_may_disclose:
         return Decision(Effect.PERMIT, (Reason(Effect.PERMIT, "custodian",
                                                f"Organization/{facts.custodian} disclosed this resource (custodian)"),))
+    if request.viewer_org is not None and not request.viewer_may_view:
+        return Decision(Effect.NOT_APPLICABLE, (Reason(
+            Effect.NOT_APPLICABLE, "network-role",
+            f"Organization/{request.viewer_org} is not a registered, active facility whose network role "
+            "lets it view other facilities' data"),))
 
-    effect, reasons = evaluate_consents(request, consents)
+    if facts.data_class in NEVER_GRANTED:
+        effect, reasons = Effect.NOT_APPLICABLE, (Reason(
+            Effect.NOT_APPLICABLE, "never-granted",
+            f"{facts.data_class} data is never shared with other facilities by a consent"),)
+    else:
+        effect, reasons = evaluate_consents(request, consents)
     if effect is Effect.PERMIT:
         return Decision(effect, reasons)
 
@@ -274,7 +290,8 @@ def decide(request: AccessRequest, consents: Iterable[Consent], policy: Policy =
             failures = ["a consent denies this viewer and the policy does not let emergency access override it"]
         if not failures:
             reason = Reason(Effect.PERMIT, "break-the-glass",
-                            f"break-the-glass by Organization/{request.viewer_org}: {request.break_glass.reason.strip()}")
+                            f"break-the-glass by Organization/{request.viewer_org}: "
+                            f"{request.break_glass.reason.strip()}")
             return Decision(Effect.PERMIT, reasons + (reason,), break_glass=True)
         notes.append("break-the-glass refused: " + "; ".join(failures))
 

@@ -42,8 +42,9 @@ and its sensitive labels in ``resource_label(resource_id, label)`` (only
               AND (g.data_to   IS NULL OR r.clinical_date <= g.data_to)))
 
     visible(r) :=
-         r.custodian_org = :org
-      OR (:org IS NOT NULL
+         (:may_disclose AND r.custodian_org = :org)
+      OR (:org IS NOT NULL AND :may_view
+          AND r.data_class NOT IN ('consent', 'audit')
           AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.effect = 'deny' AND match(g, r)
                           AND (g.security_label = '*'
                                OR g.security_label IN (SELECT l.label FROM resource_label l
@@ -57,6 +58,13 @@ and its sensitive labels in ``resource_label(resource_id, label)`` (only
               ELSE EXISTS (SELECT 1 FROM grants g WHERE g.effect = 'permit'
                            AND g.security_label = '' AND match(g, r))
               END)
+
+``:may_view`` / ``:may_disclose``: the viewer facility is registered, active and its network
+role is viewing/both resp. disclosing/both (the node's facility directory). A facility that
+may not view gets no grant at all — so a consent without actors ("any participating
+facility") only ever reaches registered viewing facilities. Consent and audit rows are never
+granted: a viewer facility does not see a patient's Consents (they name the facilities the
+patient excluded); the patient, the recording facility (custodian) and the operator do.
 
 An undated resource is outside every permit row that has a data period and inside every deny
 row, so missing dates never widen access. Patients viewing their own record, break-the-glass
@@ -74,6 +82,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from consent.classes import AUDIT, CONSENT
 from consent.errors import ConsentError
 from consent.model import Consent, Provision
 from consent.request import AccessRequest
@@ -81,6 +90,8 @@ from consent.scope import ANY, Scope
 from consent.vocab import purpose_closure
 
 ORDINARY = ""
+NEVER_GRANTED = frozenset({CONSENT, AUDIT})
+"""Data classes no consent grant reaches (see the module docstring)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -199,9 +210,9 @@ def grants_permit(grants: Iterable[Grant], request: AccessRequest) -> bool:
     """``visible(r)`` of the module docstring: the reference the SQL predicate must equal."""
     facts = request.resource
     org = request.viewer_org
-    if org is not None and org == facts.custodian:
+    if org is not None and org == facts.custodian and request.viewer_may_disclose:
         return True
-    if org is None:
+    if org is None or not request.viewer_may_view or facts.data_class in NEVER_GRANTED:
         return False
     matching = [g for g in grants if grant_matches(g, request)]
     labels = facts.sensitive_labels

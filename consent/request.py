@@ -122,7 +122,10 @@ class AccessRequest:
 
     A facility user has ``viewer_org`` (and optionally ``viewer_practitioner``); a patient in the
     portal has ``viewer_patient`` (their regional patient key) and no organization.
-    ``purpose`` is a v3 ActReason code (TREAT, ETREAT, ...).
+    ``purpose`` is a v3 ActReason code (TREAT, ETREAT, ...). ``viewer_may_view`` and
+    ``viewer_may_disclose`` are the viewer facility's network role as the registry states it
+    (registered, active, role ``viewing``/``both`` resp. ``disclosing``/``both``); a facility
+    that may not view sees no other facility's data, one that may not disclose not even its own.
     """
 
     resource: ResourceFacts
@@ -133,3 +136,5 @@ class AccessRequest:
     purpose: str | None = TREAT
     viewer_patient: str | None = None
     break_glass: BreakGlass | None = None
+    viewer_may_view: bool = True
+    viewer_may_disclose: bool = True

@@ -110,6 +110,13 @@ class NotAcceptable(FhirError):
     status, issue_code, hie_code = 406, "not-supported", "HIE-1010"
 
 
+class ConsentActorRefused(FhirError):
+    """A Consent names an actor that is not a registered, active facility allowed to view
+    (see :mod:`hie.enforcement.grants`)."""
+
+    status, issue_code, hie_code = 422, "business-rule", "HIE-1011"
+
+
 class Unauthenticated(FhirError):
     status, issue_code, hie_code = 401, "login", "HIE-2001"
 

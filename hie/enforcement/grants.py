@@ -7,10 +7,16 @@ takes effect on the very next request. A Consent that does not fit the node's pr
 rejected with the element path (the whole write rolls back).
 
 Viewer keys: a provision's actor ``Organization/<id>`` is stored as that facility's key —
-its 10-digit medical-institution code (``Organization.identifier`` in
-``http://jpfhir.jp/fhir/core/mhlw/IdSystem/MedicalOrganizationID``), the same key the
-``custodian`` column and a principal's ``organization_id`` carry. An Organization without
-that identifier keeps ``Organization/<id>`` as its key.
+its 10-digit medical-institution code, the same key the ``custodian`` column and a
+principal's ``organization_id`` carry — looked up in the facility directory
+(:mod:`hie.enforcement.facilities`). An active Consent is refused (422, ``HIE-1011``, the
+actor's element path) when a permit names an Organization that is not a registered, active
+facility whose network role lets it view, or when any provision (a deny included) names an
+Organization that is not in the registry at all. A deny may name a facility that cannot view
+today: an exclusion never widens access and must hold if the facility's role changes later.
+Practitioner actors are matched by id and need no registry entry. A provision without
+actors reaches every facility the access predicate treats as viewing (registered, active,
+role viewing or both): see :mod:`hie.enforcement.policy`.
 
 Spec: https://hl7.org/fhir/R4/consent.html ; the node's profile: docs/consent-profile.md
 """
@@ -20,7 +26,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import delete, insert, select
 
 from consent.errors import ConsentError
@@ -28,8 +33,8 @@ from consent.grants import compile_grants
 from consent.model import Consent, parse_consent
 from consent.scope import ANY
 from hie.enforcement.tables import consent_grant as G
-from hie.errors import InvalidResource
-from hie.fhir.naming import MEDICAL_INSTITUTION_SYSTEM
+from hie.enforcement import facilities
+from hie.errors import ConsentActorRefused, InvalidResource
 from hie.storage.repository import Repository, WriteResult
 from hie.storage.tables import resource as R
 
@@ -38,16 +43,34 @@ def _us(moment: datetime | None) -> int | None:
     return None if moment is None else int(moment.timestamp() * 1_000_000)
 
 
-def facility_key(conn: Any, org_id: str) -> str:
-    """The facility key of ``Organization/<org_id>`` (institution code, else the reference)."""
-    row = conn.execute(
-        select(R.c.content).where(R.c.res_type == "Organization", R.c.res_id == org_id, R.c.deleted.is_(False))
-    ).first()
-    if row is not None and row[0]:
-        for ident in orjson.loads(row[0]).get("identifier") or ():
-            if isinstance(ident, dict) and ident.get("system") == MEDICAL_INSTITUTION_SYSTEM and ident.get("value"):
-                return str(ident["value"])
-    return f"Organization/{org_id}"
+def _actor_problem(facility: facilities.Facility | None, effect: str) -> str | None:
+    if facility is None:
+        return "is not a registered facility (no Organization with a medical-institution code)"
+    if effect == "deny":
+        return None
+    if not facility.active:
+        return "is not an active facility"
+    if not facility.may_view:
+        return f"has the network role '{facility.network_role}', which does not let it view other facilities' data"
+    return None
+
+
+def viewer_keys(conn: Any, consent: Consent) -> dict[str, str]:
+    """The facility key of every Organization actor of ``consent``, or the refusal of the
+    first actor the registry does not allow (see the module docstring)."""
+    keys: dict[str, str] = {}
+    for chain in consent.provision.walk():
+        node = chain[-1]
+        for actor in node.actors:
+            if actor.kind != "Organization":
+                continue
+            facility = facilities.organization(conn, actor.id)
+            problem = _actor_problem(facility, node.type)
+            if problem is not None or facility is None:
+                raise ConsentActorRefused(f"{actor.path}: Organization/{actor.id} {problem}",
+                                          expression=[actor.path])
+            keys[actor.id] = facility.code
+    return keys
 
 
 def parse_stored_consent(resource: dict[str, Any], patient_key: str | None) -> Consent:
@@ -59,12 +82,11 @@ def parse_stored_consent(resource: dict[str, Any], patient_key: str | None) -> C
 
 
 def grant_rows(conn: Any, consent_pk: int, consent: Consent) -> list[dict[str, Any]]:
-    keys: dict[str, str] = {}
+    grants = compile_grants(consent)
+    keys = viewer_keys(conn, consent) if grants else {}
     rows = []
-    for g in compile_grants(consent):
-        org = g.viewer_org
-        if org != ANY:
-            org = keys.setdefault(org, facility_key(conn, org))
+    for g in grants:
+        org = g.viewer_org if g.viewer_org == ANY else keys[g.viewer_org]
         rows.append({
             "consent_pk": consent_pk, "consent_id": g.consent_id, "patient_key": g.patient,
             "effect": g.effect, "viewer_org": org, "viewer_practitioner": g.viewer_practitioner,

@@ -7,15 +7,22 @@ these holds (``consent.grants`` specifies the grant semantics exactly; the tests
 this SQL equal to :func:`consent.grants.grants_permit`):
 
 1. it is not about a patient and is administrative (facilities, practitioners, definitions);
-2. the principal's facility disclosed it (``custodian``);
+2. the principal's facility disclosed it (``custodian``) and may disclose;
 3. the principal is the patient it is about, and it is not tagged ``UNINFORMED``;
-4. the principal's facility holds a matching permit grant and no matching deny grant
-   (each sensitive label needs its own permit) — never for AuditEvents;
-5. the principal has the operator role and it is an AuditEvent;
-6. break-the-glass: an emergency clinician declared an emergency for this patient less
-   than the configured time ago, and the row is in the emergency dataset;
-7. disaster mode is on, the principal has a disaster-response role, and the row is in
-   the emergency dataset.
+4. the principal's facility may view, holds a matching permit grant and no matching deny
+   grant (each sensitive label needs its own permit) — never for AuditEvents, and never for
+   Consents (a viewer facility does not learn what a patient allowed or whom they excluded);
+5. the principal has the operator role and it is an AuditEvent or a Consent;
+6. break-the-glass: an emergency clinician of a facility that may view declared an emergency
+   for this patient less than the configured time ago, and the row is in the emergency dataset;
+7. disaster mode is on, the principal has a disaster-response role at a facility that may
+   view, and the row is in the emergency dataset.
+
+"May disclose" and "may view" come from the facility directory
+(:mod:`hie.enforcement.facilities`): the principal's facility code must be a registered,
+active Organization whose network role allows it. A code nobody registered (or an inactive
+one) gets branches 1, 3 and 5 only — so a Consent without actors ("any facility") never
+matches it.
 
 Anything else is absent: reads answer 404, searches and totals do not count it.
 
@@ -49,9 +56,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from consent.classes import ADMINISTRATIVE, AUDIT
+from consent.classes import ADMINISTRATIVE, AUDIT, CONSENT
 from consent.policy import DEFAULT_POLICY, EmergencyRule, Policy
 from consent.vocab import SENSITIVE_LABELS, TREAT, purpose_closure
+from hie.enforcement import facilities
 from hie.enforcement.tables import break_glass as BG
 from hie.enforcement.tables import consent_grant as G
 from hie.enforcement.tables import node_setting as S
@@ -106,16 +114,21 @@ class ConsentPolicy:
         practitioner = principal.practitioner_id
         purposes = sorted(purpose_closure(principal.purpose_of_use or TREAT))
         roles = principal.roles
+        facility = facilities.lookup(conn, org) if org and conn is not None else None
+        may_view = facility is not None and facility.may_view
+        may_disclose = facility is not None and facility.may_disclose
         own_key = None
         if principal.kind == "patient" and principal.patient_id and conn is not None:
             own_key = self._patient_key(conn, principal.patient_id)
         glass_keys: list[str] = []
-        if conn is not None and roles & self.policy.emergency_roles:
+        if conn is not None and may_view and roles & self.policy.emergency_roles:
             glass_keys = [k for (k,) in conn.execute(
                 select(BG.c.patient_key).where(BG.c.principal == principal_key(principal), BG.c.expires_at > now)
             ).all()]
-        disaster = bool(roles & self.policy.disaster_roles) and conn is not None and disaster_mode_on(conn)
-        viewer = FacilityViewer.of(org, practitioner, purposes, now) if org else None
+        disaster = (may_view and bool(roles & self.policy.disaster_roles) and conn is not None
+                    and disaster_mode_on(conn))
+        viewer = (FacilityViewer.of(org, practitioner, purposes, now, view=may_view, disclose=may_disclose)
+                  if org and (may_view or may_disclose) else None)
 
         built: dict[int, tuple[Any, ColumnElement[bool]]] = {}
 
@@ -135,7 +148,7 @@ class ConsentPolicy:
             if own_key:
                 clauses.append(and_(c.patient_key == own_key, c.hidden_from_patient.is_(False)))
             if OPERATOR_ROLE in roles:
-                clauses.append(c.data_class == AUDIT)
+                clauses.append(or_(c.data_class == AUDIT, c.data_class == CONSENT))
             if glass_keys:
                 clauses.append(and_(c.patient_key.in_(glass_keys), self._emergency(r, now)))
             if disaster:
@@ -169,9 +182,11 @@ class ConsentPolicy:
 
 # -- what a facility sees -------------------------------------------------------------------
 #
-# Branches 1, 2 and 4 of the module docstring for a principal with a facility, i.e.
-# administrative rows, the facility's own disclosures and ``visible(r)`` of
-# ``consent.grants``. Branch 4 is ONE correlated aggregate over the matching grants:
+# Branches 1, 2 and 4 of the module docstring for a principal with a registered facility,
+# i.e. administrative rows, the facility's own disclosures (if it may disclose) and
+# ``visible(r)`` of ``consent.grants`` (if it may view). The two network-role flags are part
+# of the statement shape (like "a practitioner is named"), so at most three compiled forms
+# exist; they are never data. Branch 4 is ONE correlated aggregate over the matching grants:
 #
 #   coalesce((SELECT CASE
 #               WHEN max(<deny row covering r's labels>) = 1          THEN 0
@@ -198,16 +213,20 @@ class ConsentPolicy:
 class FacilityViewer:
     """The per-request values of :class:`FacilityAccess`, as bind parameters."""
 
-    __slots__ = ("now", "org", "practitioner", "purposes")
+    __slots__ = ("disclose", "now", "org", "practitioner", "purposes", "view")
 
-    def __init__(self, org: Any, practitioner: Any, purposes: tuple[Any, ...], now: Any) -> None:
+    def __init__(self, org: Any, practitioner: Any, purposes: tuple[Any, ...], now: Any, *,
+                 view: bool = True, disclose: bool = True) -> None:
         self.org = org
         self.practitioner = practitioner
         self.purposes = purposes
         self.now = now
+        self.view = view
+        self.disclose = disclose
 
     @classmethod
-    def of(cls, org: str, practitioner: str | None, purposes: list[str], now: int) -> FacilityViewer:
+    def of(cls, org: str, practitioner: str | None, purposes: list[str], now: int, *,
+           view: bool, disclose: bool) -> FacilityViewer:
         return cls(
             bindparam("consent_org", org, type_=String(64), unique=True),
             None if not practitioner else bindparam("consent_practitioner", practitioner, type_=String(64),
@@ -215,6 +234,7 @@ class FacilityViewer:
             # one parameter per purpose rather than an expanding IN: no per-execution rewrite
             tuple(bindparam("consent_purpose", p, type_=String(32), unique=True) for p in purposes),
             bindparam("consent_now", now, type_=BigInteger(), unique=True),
+            view=view, disclose=disclose,
         )
 
 
@@ -229,6 +249,8 @@ class FacilityAccess(ColumnElement[bool]):
         ("practitioner", InternalTraversal.dp_clauseelement),
         ("purposes", InternalTraversal.dp_clauseelement_tuple),
         ("now", InternalTraversal.dp_clauseelement),
+        ("view", InternalTraversal.dp_boolean),
+        ("disclose", InternalTraversal.dp_boolean),
     ]
 
     def __init__(self, row: Any, viewer: FacilityViewer) -> None:
@@ -237,6 +259,8 @@ class FacilityAccess(ColumnElement[bool]):
         self.practitioner = viewer.practitioner
         self.purposes = viewer.purposes
         self.now = viewer.now
+        self.view = viewer.view
+        self.disclose = viewer.disclose
 
     @property
     def _from_objects(self) -> list[Any]:
@@ -245,8 +269,13 @@ class FacilityAccess(ColumnElement[bool]):
     def expand(self) -> ColumnElement[bool]:
         """The plain SQLAlchemy expression (built at compile time only)."""
         c = self.row.c
-        return or_(_administrative(c), c.custodian == self.org,
-                   and_(c.patient_key.isnot(None), c.data_class != _k(AUDIT), self._grants()))
+        branches = [_administrative(c)]
+        if self.disclose:
+            branches.append(c.custodian == self.org)
+        if self.view:
+            branches.append(and_(c.patient_key.isnot(None), c.data_class != _k(AUDIT), c.data_class != _k(CONSENT),
+                                 self._grants()))
+        return or_(*branches)
 
     def _grants(self) -> ColumnElement[bool]:
         c = self.row.c

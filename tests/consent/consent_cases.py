@@ -12,6 +12,7 @@ from typing import Any
 
 from consent import builder as b
 from consent.classes import ALL_CLASSES
+from consent.grants import NEVER_GRANTED
 from consent.model import NODE_TZ, Consent, parse_consent
 from consent.policy import DISASTER_ROLE, EMERGENCY_ROLE, Policy
 from consent.request import AccessRequest, BreakGlass, ResourceFacts
@@ -39,9 +40,11 @@ def facts(data_class: str = "lab", *, labels: tuple[str, ...] = (), date: dateti
 
 def request(org: str | None = "A", *, practitioner: str | None = None, roles: tuple[str, ...] = (),
             purpose: str | None = "TREAT", now: datetime = NOW, patient_viewer: str | None = None,
-            btg: BreakGlass | None = None, **fact_kw: Any) -> AccessRequest:
+            btg: BreakGlass | None = None, may_view: bool = True, may_disclose: bool = True,
+            **fact_kw: Any) -> AccessRequest:
     return AccessRequest(resource=facts(**fact_kw), now=now, viewer_org=org, viewer_practitioner=practitioner,
-                         roles=frozenset(roles), purpose=purpose, viewer_patient=patient_viewer, break_glass=btg)
+                         roles=frozenset(roles), purpose=purpose, viewer_patient=patient_viewer, break_glass=btg,
+                         viewer_may_view=may_view, viewer_may_disclose=may_disclose)
 
 
 def btg(hours_ago: float = 1, reason: str = "unconscious patient brought in by ambulance") -> BreakGlass:
@@ -133,7 +136,24 @@ def _cases() -> list[Case]:
     add(Case("all:any-facility-sees-lab", (ALL,), request("A"), PERMIT, basis="consent"))
     add(Case("all:unknown-facility-sees-imaging", (ALL,), request("Z", data_class="imaging"), PERMIT))
     for cls in ALL_CLASSES:
-        add(Case(f"all:class-{cls}-permitted", (ALL,), request("A", data_class=cls), PERMIT))
+        if cls in NEVER_GRANTED:  # a viewer facility never sees a patient's Consents (nor audit rows)
+            add(Case(f"all:class-{cls}-never-granted", (ALL,), request("A", data_class=cls), NA, basis="never-granted"))
+            add(Case(f"all:class-{cls}-custodian-sees", (ALL,), request(CUSTODIAN, data_class=cls), PERMIT,
+                     basis="custodian"))
+        else:
+            add(Case(f"all:class-{cls}-permitted", (ALL,), request("A", data_class=cls), PERMIT))
+    # Network roles (the registry's): a facility that may not view gets no grant, one that may
+    # not disclose does not even see its own records.
+    add(Case("role:disclosing-only-sees-nothing-granted", (ALL,), request("A", may_view=False), NA,
+             basis="network-role"))
+    add(Case("role:disclosing-only-named-actor-sees-nothing", (PER_A,), request("A", may_view=False), NA))
+    add(Case("role:disclosing-only-sees-its-own", (ALL,), request(CUSTODIAN, may_view=False), PERMIT, basis="custodian"))
+    add(Case("role:viewing-only-custodian-sees-not-its-own-without-consent", (), request(CUSTODIAN, may_disclose=False),
+             NA, basis="no-consent"))
+    add(Case("role:viewing-only-sees-granted", (ALL,), request("A", may_disclose=False), PERMIT, basis="consent"))
+    add(Case("role:no-break-glass-without-viewing-role", (), request(
+        "ER", roles=(EMERGENCY_ROLE,), purpose="ETREAT", btg=btg(), data_class="allergy", may_view=False), NA,
+        basis="network-role"))
     add(Case("all:anonymous-viewer-not-a-facility", (ALL,), request(None), NA, basis="no-consent"))
     add(Case("all-x:excluded-facility-denied", (ALL_EXCEPT_B,), request("B"), DENY, basis="consent"))
     add(Case("all-x:excluded-second-of-list-denied", (ALL_EXCEPT_BC,), request("C"), DENY))

@@ -6,16 +6,28 @@ from __future__ import annotations
 from typing import Any
 
 from consent import builder
+from hie.auth.registry import NETWORK_ROLE_EXT
 from hie.fhir.naming import CUSTODIAN_TAG_SYSTEM, MEDICAL_INSTITUTION_SYSTEM
 
 ORGS = {"org-a": "1110000011", "org-b": "1110000029", "org-c": "1110000052"}
-CODE_TO_ORG = {v: k for k, v in ORGS.items()}
+# network_region(): a viewing-only, a disclosing-only and an inactive facility, and a code
+# nobody registered (all outside region(), whose facilities have the default role "both")
+ROLE_ORGS = {"org-v": "1110000037", "org-d": "1110000045", "org-x": "1110000078"}
+NETWORK_ROLES = {"org-v": "viewing", "org-d": "disclosing"}
+UNREGISTERED = "1119999990"
+CODE_TO_ORG = {v: k for k, v in {**ORGS, **ROLE_ORGS}.items()}
 A, B, C = ORGS["org-a"], ORGS["org-b"], ORGS["org-c"]
+V, D, X = ROLE_ORGS["org-v"], ROLE_ORGS["org-d"], ROLE_ORGS["org-x"]
 
 
 def org(oid: str) -> dict[str, Any]:
-    return {"resourceType": "Organization", "id": oid, "name": oid,
-            "identifier": [{"system": MEDICAL_INSTITUTION_SYSTEM, "value": ORGS[oid]}]}
+    res: dict[str, Any] = {"resourceType": "Organization", "id": oid, "name": oid,
+                           "identifier": [{"system": MEDICAL_INSTITUTION_SYSTEM, "value": {**ORGS, **ROLE_ORGS}[oid]}]}
+    if oid in NETWORK_ROLES:
+        res["extension"] = [{"url": NETWORK_ROLE_EXT, "valueCode": NETWORK_ROLES[oid]}]
+    if oid == "org-x":
+        res["active"] = False
+    return res
 
 
 def tagged(res: dict[str, Any], custodian: str, *, labels: tuple[str, ...] = (), uninformed: bool = False) -> dict[str, Any]:
@@ -79,11 +91,34 @@ def region() -> list[dict[str, Any]]:
     ]
 
 
+def network_region() -> list[dict[str, Any]]:
+    """Facilities with network roles (see ROLE_ORGS) and p1 records in their custody (as a feed
+    or an older node may have stored them)."""
+    return [
+        org("org-v"), org("org-d"), org("org-x"),
+        lab("lab-d-2026", "p1", D, "2026-10-02T09:00:00+09:00"),
+        lab("lab-v-2026", "p1", V, "2026-10-03T09:00:00+09:00"),
+        lab("lab-x-2026", "p1", X, "2026-10-04T09:00:00+09:00"),
+        lab("lab-u-2026", "p1", UNREGISTERED, "2026-10-05T09:00:00+09:00"),
+    ]
+
+
+def recorded_at_a(consent: dict[str, Any]) -> dict[str, Any]:
+    """The Consent as facility A's counter records it (custodian A)."""
+    return {**consent, "meta": {**consent.get("meta", {}), "tag": [{"system": CUSTODIAN_TAG_SYSTEM, "code": A}]}}
+
+
 def consents() -> dict[str, list[dict[str, Any]]]:
     """Consent states for patient p1 (the id of each Consent is fixed, so states replace)."""
+    return {name: [recorded_at_a(c) for c in cs] for name, cs in _consents().items()}
+
+
+def _consents() -> dict[str, list[dict[str, Any]]]:
     P = "Patient/p1"
     kw = {"recorded_by": "Organization/org-a", "date_time": "2026-01-10T10:00:00+09:00"}
     return {
+        "all-facilities": [builder.all_facilities("c1", P, **kw)],
+        "viewing-only-facility-named": [builder.chosen_facilities("c1", P, ["Organization/org-v"], **kw)],
         "none": [],
         "facility-b-only": [builder.chosen_facilities("c1", P, ["Organization/org-b"], **kw)],
         "all-except-b": [builder.all_facilities("c1", P, exclude=["Organization/org-b"], **kw)],

@@ -1,9 +1,12 @@
 """The SQL access predicate equals the pure reference semantics.
 
 For every consent state of the scenario, every resource and every viewer (each facility,
-a named practitioner, the patient), the set of rows the repository returns must be exactly
-the set the pure reference allows: administrative data; the disclosing facility; the patient
-(minus UNINFORMED); otherwise :func:`consent.grants.grants_permit` over the compiled grants.
+a named practitioner, the patient, facilities of every network role, an inactive and an
+unregistered facility code, the operator), the set of rows the repository returns must be
+exactly the set the pure reference allows: administrative data; the disclosing facility (if it
+may disclose); the patient (minus UNINFORMED); the operator's audit and Consent rows;
+otherwise :func:`consent.grants.grants_permit` over the compiled grants, told the viewer's
+network role as the scenario declares it (not as the node's directory computes it).
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from consent.classes import ADMINISTRATIVE, AUDIT
+from consent.classes import ADMINISTRATIVE, AUDIT, CONSENT
 from consent.grants import compile_grants, grants_permit
 from consent.model import parse_consent
 from consent.request import UNINFORMED, AccessRequest, ResourceFacts
 from hie.clock import FixedClock
 from hie.principal import SYSTEM, Principal
 from hie.storage.tables import resource
-from tests.enforcement.scenario import CODE_TO_ORG, ORGS, consents, region
+from tests.enforcement.scenario import CODE_TO_ORG, NETWORK_ROLES, ORGS, ROLE_ORGS, UNREGISTERED, consents, \
+    network_region, region
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 NOW_US = int(NOW.timestamp() * 1_000_000)
@@ -33,7 +37,21 @@ VIEWERS = {
     "dr-c-at-c": Principal(kind="user", name="dr", user_id="dr", organization_id=ORGS["org-c"], practitioner_id="dr-c"),
     "patient-p1": Principal(kind="patient", name="p1", user_id="pp1", patient_id="p1"),
     "patient-p2": Principal(kind="patient", name="p2", user_id="pp2", patient_id="p2"),
+    "facility-v-viewing": Principal(kind="user", name="v", user_id="uv", organization_id=ROLE_ORGS["org-v"]),
+    "facility-d-disclosing": Principal(kind="user", name="d", user_id="ud", organization_id=ROLE_ORGS["org-d"]),
+    "facility-x-inactive": Principal(kind="user", name="x", user_id="ux", organization_id=ROLE_ORGS["org-x"]),
+    "unregistered": Principal(kind="client", name="u", client_id="cu", organization_id=UNREGISTERED),
+    "operator": Principal(kind="user", name="op", user_id="op", roles=frozenset({"operator"})),
 }
+
+
+def declared_role(code: str | None) -> tuple[bool, bool]:
+    """(may view, may disclose) of a facility code as the scenario declares it."""
+    oid = CODE_TO_ORG.get(code or "")
+    if oid is None or oid == "org-x":  # unregistered, inactive
+        return False, False
+    role = NETWORK_ROLES.get(oid, "both")
+    return role in ("viewing", "both"), role in ("disclosing", "both")
 
 
 def write_all(node, resources) -> None:
@@ -45,7 +63,7 @@ def write_all(node, resources) -> None:
 
 def visible_ids(node, principal) -> set[str]:
     with node.context(principal, write=False) as ctx:
-        rows = ctx.conn.execute(select(resource.c.res_type, resource.c.res_id).where(
+        rows = ctx.repo.conn.execute(select(resource.c.res_type, resource.c.res_id).where(
             resource.c.deleted.is_(False), ctx.access(resource))).all()
     return {f"{t}/{i}" for t, i in rows}
 
@@ -61,6 +79,7 @@ def expected_ids(node, principal, consent_jsons) -> set[str]:
         parsed.append(parse_consent(cj, patient_key=keys[f"Consent/{cj['id']}"]))
     grants = [g for c in parsed for g in compile_grants(c)]
     own = keys.get(f"Patient/{principal.patient_id}") if principal.kind == "patient" else None
+    may_view, may_disclose = declared_role(principal.organization_id)
     out = set()
     for rtype, rid, pkey, custodian, dclass, content in rows:
         res = orjson.loads(content)
@@ -68,7 +87,7 @@ def expected_ids(node, principal, consent_jsons) -> set[str]:
         if pkey is None and dclass == ADMINISTRATIVE:
             out.add(ref)
             continue
-        if principal.organization_id and custodian == principal.organization_id:
+        if "operator" in principal.roles and dclass in (AUDIT, CONSENT):
             out.add(ref)
             continue
         facts = ResourceFacts.from_resource(res, patient=pkey or "", custodian=CODE_TO_ORG.get(custodian or "", ""))
@@ -76,10 +95,11 @@ def expected_ids(node, principal, consent_jsons) -> set[str]:
             if pkey == own and UNINFORMED not in facts.tags:
                 out.add(ref)
             continue
-        if pkey is None or dclass == AUDIT or not principal.organization_id:
+        if pkey is None or not principal.organization_id:
             continue
-        req = AccessRequest(resource=facts, now=NOW, viewer_org=CODE_TO_ORG[principal.organization_id],
-                            viewer_practitioner=principal.practitioner_id)
+        viewer = CODE_TO_ORG.get(principal.organization_id, principal.organization_id)
+        req = AccessRequest(resource=facts, now=NOW, viewer_org=viewer, viewer_practitioner=principal.practitioner_id,
+                            viewer_may_view=may_view, viewer_may_disclose=may_disclose)
         if grants_permit(grants, req):
             out.add(ref)
     return out
@@ -89,7 +109,7 @@ def expected_ids(node, principal, consent_jsons) -> set[str]:
 def test_sql_predicate_equals_reference(node, state):
     node.clock = FixedClock(NOW_US)
     node.policy.clock = node.clock
-    write_all(node, region())
+    write_all(node, region() + network_region())
     consent_jsons = consents()[state]
     if consent_jsons:
         write_all(node, consent_jsons)
