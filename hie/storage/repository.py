@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from consent.classes import ADMINISTRATIVE
 from hie.clock import Clock, SystemClock, instant, new_id
 from hie.errors import FhirError, Gone, NotFound, PreconditionFailed, VersionConflict
 from hie.principal import Principal
 from hie.storage.access import AccessPolicy, AccessPredicate, OpenPolicy
-from hie.storage.rowmeta import row_meta
+from hie.storage.rowmeta import RowMeta, row_meta
 from hie.storage.tables import resource as R
 from hie.storage.tables import resource_version as V
 
@@ -40,6 +41,10 @@ _COLS = (R.c.pk, R.c.res_type, R.c.res_id, R.c.version_id, R.c.last_updated, R.c
 _META_COLS = ("patient_key", "custodian", "data_class", "security_labels", "sensitive_labels", "clinical_date",
               "status", "hidden_from_patient")
 _VCOLS = (V.c.resource_pk, V.c.res_type, V.c.res_id, V.c.version_id, V.c.last_updated, V.c.deleted, V.c.content)
+
+#: Roles that keep seeing deleted records (410 and history) that their access predicate
+#: allows; the same name as :data:`hie.enforcement.policy.OPERATOR_ROLE` (ADR 0006).
+TOMBSTONE_ROLES = frozenset({"operator"})
 
 WriteListener = Callable[["Repository", list["WriteResult"]], None]
 """Called at the end of every ``write_batch``, inside the same database transaction,
@@ -160,7 +165,7 @@ class Repository:
     def current(self, res_type: str, res_id: str) -> Stored | None:
         """The current row (a tombstone if deleted), or None if absent or not visible."""
         row = self.conn.execute(
-            select(*_COLS).where(R.c.res_type == res_type, R.c.res_id == res_id, self.access(R))
+            select(*_COLS).where(R.c.res_type == res_type, R.c.res_id == res_id, self.visible(R))
         ).first()
         return Stored(*row) if row else None
 
@@ -178,7 +183,8 @@ class Repository:
     def vread(self, res_type: str, res_id: str, version_id: int) -> Stored:
         row = self.conn.execute(
             select(*_VCOLS, V.c.method).where(
-                V.c.res_type == res_type, V.c.res_id == res_id, V.c.version_id == version_id, self.access(V)
+                V.c.res_type == res_type, V.c.res_id == res_id, V.c.version_id == version_id,
+                self.version_visible(),
             )
         ).first()
         if row is None:
@@ -194,7 +200,7 @@ class Repository:
             return []
         found: dict[int, Stored] = {}
         for chunk in _chunks(list(pks), 900):
-            for row in self.conn.execute(select(*_COLS).where(R.c.pk.in_(chunk), self.access(R))):
+            for row in self.conn.execute(select(*_COLS).where(R.c.pk.in_(chunk), self.visible(R))):
                 found[row[0]] = Stored(*row)
         return [found[pk] for pk in pks if pk in found]
 
@@ -208,7 +214,7 @@ class Repository:
         count: int = 50,
         offset: int = 0,
     ) -> tuple[list[Stored], int]:
-        conds = [self.access(V)]
+        conds = [self.version_visible()]
         if res_type:
             conds.append(V.c.res_type == res_type)
         if res_id:
@@ -227,6 +233,30 @@ class Repository:
             .offset(offset)
         ).all()
         return [Stored(*r) for r in rows], total
+
+    # -- visibility of current rows and of versions (docs/adr/0006-version-visibility.md) --
+
+    def visible(self, r: Any) -> ColumnElement[bool]:
+        """``access(r)`` for a row of ``resource``, plus the deletion rule: a tombstone stays
+        visible to its custodian, to operators, to the system principal and, for
+        administrative data, to everyone; to anybody else a deleted record answers like one
+        that never existed (deletion withdraws it from sharing)."""
+        if self.principal.is_system or self.principal.roles & TOMBSTONE_ROLES:
+            return self.access(r)
+        keep = [r.c.deleted.is_(False), and_(r.c.patient_key.is_(None), r.c.data_class == ADMINISTRATIVE)]
+        if self.principal.organization_id:
+            keep.append(r.c.custodian == self.principal.organization_id)
+        return and_(self.access(r), or_(*keep))
+
+    def version_visible(self) -> ColumnElement[bool]:
+        """A row of ``resource_version`` is visible when the viewer may see that version AND
+        the current row of its resource (:meth:`visible`): relabelling, ``UNINFORMED``,
+        moving to another patient or deleting a resource takes its old versions along. One
+        condition in the same statement (an EXISTS on ``resource`` by primary key), so
+        totals and paging follow it."""
+        if self.principal.is_system:
+            return self.access(V)
+        return and_(self.access(V), exists().where(R.c.pk == V.c.resource_pk, self.visible(R)))
 
     def patient_key(self, patient_id: str) -> str:
         """The regional patient key of a local Patient id (the identity service's resolver)."""
@@ -269,11 +299,13 @@ class Repository:
             raise
 
     _current_write: int | None = None
+    _batch_writes: Sequence[Write] = ()
 
     def _write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
         from hie.search.indexer import delete_index_many, write_index_many
 
         self._key_cache: dict[str, str] = {}
+        self._batch_writes = writes  # targets of patient_via written in the same batch
 
         now = self.clock.now_us()
         keys = [(w.res_type, w.res_id) for w in writes if w.kind != "create" and w.res_id]
@@ -337,7 +369,7 @@ class Repository:
                 w = writes[i]
                 body = self._stamp(res, stub["res_id"], 1, now)
                 meta = row_meta(body, self.principal.organization_id)
-                pkey = self._key(meta.patient_ref)
+                meta, pkey = self._resolve_patient(meta)
                 content = orjson.dumps(body)
                 row = {
                     "res_type": w.res_type, "res_id": stub["res_id"], "version_id": 1,
@@ -366,7 +398,7 @@ class Repository:
             new_v = cur.version_id + 1
             body = self._stamp(res, cur.res_id, new_v, now)
             meta = row_meta(body, self.principal.organization_id)
-            pkey = self._key(meta.patient_ref)
+            meta, pkey = self._resolve_patient(meta)
             content = orjson.dumps(body)
             vals = {
                 "version_id": new_v, "last_updated": now, "deleted": False, "content": content,
@@ -415,6 +447,34 @@ class Repository:
 
     # -- helpers -----------------------------------------------------------------------
 
+    def _resolve_patient(self, meta: RowMeta, depth: int = 0) -> tuple[RowMeta, str | None]:
+        """The row's patient key (one distinct regional key, else None) and its metadata
+        after taking what a ``patient_via`` target gives (a Binary's securityContext: the
+        target's patient, class, sensitive labels, date; hie/storage/rowmeta.py)."""
+        keys = {self._key(pid) for pid in meta.patient_ids}
+        if not keys and meta.patient_via and depth < 3:
+            for ref in meta.patient_via:
+                target = self._via_target(ref, depth)
+                if target is not None:
+                    meta = meta.taking(target)
+                    keys.add(target["patient_key"])
+        keys.discard(None)
+        return meta, (keys.pop() if len(keys) == 1 else None)
+
+    def _via_target(self, ref: str, depth: int) -> dict[str, Any] | None:
+        """Enforcement columns of ``Type/id``: as written in this batch, else the current row
+        if the writer may see it (a hidden target gives nothing: no patient is learnt)."""
+        rtype, _, rid = ref.partition("/")
+        for w in reversed(self._batch_writes):
+            if w.res_type == rtype and w.res_id == rid and w.resource is not None and w.kind != "delete":
+                meta, key = self._resolve_patient(row_meta({**w.resource, "id": rid}, None), depth + 1)
+                return {**meta.columns(), "patient_key": key}
+        row = self.conn.execute(
+            select(*(R.c[c] for c in _META_COLS)).where(
+                R.c.res_type == rtype, R.c.res_id == rid, R.c.deleted.is_(False), self.visible(R))
+        ).first()
+        return dict(zip(_META_COLS, row, strict=True)) if row is not None else None
+
     def _key(self, patient_ref: str | None) -> str | None:
         """Regional key of a local Patient id, cached for the current write batch (a bundle
         is usually about one patient; re-keying happens in listeners, after the batch)."""
@@ -440,7 +500,7 @@ class Repository:
         keys = [k for k in dict.fromkeys(keys) if k[1]]
         out: dict[tuple[str, str], Stored] = {}
         for chunk in _chunks(keys, 400):
-            stmt = select(*_COLS).where(_keys_match(chunk), self.access(R))  # type: ignore[arg-type]
+            stmt = select(*_COLS).where(_keys_match(chunk), self.visible(R))  # type: ignore[arg-type]
             for row in self.conn.execute(stmt):
                 st = Stored(*row)
                 out[(st.res_type, st.res_id)] = st
