@@ -21,9 +21,10 @@ Two enforcement points, both in the storage layer so no interaction can miss the
   patient". Reads elsewhere answer 404, exactly as the consent predicate does; an update or
   delete of such a row cannot find it either.
 * :func:`check_writes`, a repository write listener (same transaction, after the rows are
-  written and the identity service has keyed them): every row a confined principal
-  created, updated or deleted must be about the patient; otherwise the whole write is
-  refused with 403 (:class:`OutsideCompartment`) and rolled back. That covers creates
+  written, and the *first* listener: it compares the keys the write itself set, before
+  the identity listener could move anything between persons): every row a confined
+  principal created, updated or deleted must be about the patient; otherwise the whole
+  write is refused with 403 (:class:`OutsideCompartment`) and rolled back. That covers creates
   (whose target is not visible beforehand), updates that move a resource to another
   patient, and the entries of batch and transaction Bundles. Administrative resources
   (Organization, Practitioner, ...) are shared by the region: a patient context may read
@@ -39,14 +40,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, false, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, false, or_
 
 from consent.classes import ADMINISTRATIVE
 from hie.auth.scopes import permits
 from hie.errors import Forbidden
 from hie.principal import Principal
 from hie.storage.access import AccessPolicy, AccessPredicate
-from hie.storage.tables import resource as R
 
 Need = tuple[str, str]
 
@@ -144,16 +144,14 @@ def check_writes(repo: Any, results: list[Any]) -> None:
     pid = compartment_of(principal)
     if pid is None:
         return
-    pks = [r.stored.pk for r in results if r.stored is not None]
-    if not pks:
+    written = [r.stored for r in results if r.stored is not None]
+    if not written:
         return
     policy = repo.policy
     key = policy.patient_key(repo.conn, pid) if pid and isinstance(policy, CompartmentPolicy) else (
         repo._patient_key(repo.conn, pid) if pid else None)
-    rows = repo.conn.execute(
-        select(R.c.pk, R.c.res_type, R.c.res_id, R.c.patient_key).where(R.c.pk.in_(pks))
-    ).all()
-    for _pk, res_type, res_id, patient_key in rows:
+    for st in written:
+        res_type, patient_key = st.res_type, repo.row_patient_key(st.pk)
         if key is None or patient_key != key:
             about = "no patient" if patient_key is None else "another patient"
             err = OutsideCompartment(
@@ -161,7 +159,7 @@ def check_writes(repo: Any, results: list[Any]) -> None:
                 f"the {res_type} written here is about {about}",
                 expression=[res_type],
             )
-            err.write_index = None  # type: ignore[attr-defined] - the listener cannot tell which entry
+            err.write_index = None  # type: ignore[attr-defined]  # the listener cannot tell which entry
             raise err
 
 
@@ -170,4 +168,6 @@ def install(node: Any) -> None:
     if not isinstance(node.policy, CompartmentPolicy):
         node.policy = CompartmentPolicy(node.policy, lambda: node.patient_key_resolver)
     if check_writes not in node.write_listeners:
-        node.write_listeners.append(check_writes)
+        # First: before the identity listener re-keys anything (a patient who copied
+        # another person's demographics must be judged by the key the write set).
+        node.write_listeners.insert(0, check_writes)

@@ -133,7 +133,8 @@ def insurance_from_coverage(coverage: Mapping[str, Any], insurer_number: str | N
     insurer, number = _insurer(insurer_number), _id_part(ext.get("InsuredPersonNumber"))
     if insurer is None or not number:
         return None
-    return InsuranceId(insurer, _id_part(ext.get("InsuredPersonSymbol")), number, _branch(ext.get("InsuredPersonSubNumber")))
+    return InsuranceId(insurer, _id_part(ext.get("InsuredPersonSymbol")), number,
+                       _branch(ext.get("InsuredPersonSubNumber")))
 
 
 # --- names --------------------------------------------------------------------------

@@ -282,7 +282,8 @@ PREFECTURES: Final = (
     "福岡県 佐賀県 長崎県 熊本県 大分県 宮崎県 鹿児島県 沖縄県"
 ).split()
 _PREFECTURE_PREFIX: Final = re.compile("^(?:" + "|".join(PREFECTURES) + ")")
-_KANJI_DIGITS: Final = {"〇": 0, "零": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_KANJI_DIGITS: Final = {"〇": 0, "零": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
+                        "九": 9}
 _KANJI_NUMERAL: Final = "[〇零一二三四五六七八九十百]+"
 # 三丁目 and 十二番地 always; 四番, 五号 only inside a block number (after 丁目/番/digit/hyphen), so
 # that place names such as 仙台市青葉区一番町 or 八幡町 keep their kanji.
@@ -330,7 +331,7 @@ def normalize_address(text: str | None) -> str:
         return ""
     s = _POSTAL_IN_TEXT.sub("", s, count=1) if s.startswith("〒") else s
     s = fold_kanji(remove_separators(s)).casefold()
-    s = s.translate(str.maketrans({ch: "-" for ch in DASHES if ch != "ー"}))
+    s = s.translate({ord(ch): "-" for ch in DASHES if ch != "ー"})
     s = re.sub(r"(?<=\d)ー(?=\d)", "-", s)
     s = _KANJI_CHOME.sub(_arabic, s)
     s = _KANJI_BLOCK.sub(_arabic, s)

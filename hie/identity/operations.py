@@ -24,18 +24,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from hie.errors import Forbidden, InvalidRequest, NotFound
-from hie.identity import store
+from hie.identity import authz, store
 from hie.identity.features import FACILITY_PATIENT_ID_PREFIX, INSURANCE_MEMBER_ID_SYSTEM, extract_features
+from hie.identity.model import ActionResult
+from hie.identity.records import regional_view
 from hie.identity.score import CERTAIN, match_grade_extension, search_score
-from hie.identity.service import ActionResult, actor_of, require_staff, service_of
+from hie.identity.service import service_of
 from hie.interactions.context import Context
 from hie.interactions.operations import OperationCall, operation
 from hie.interactions.result import Result
-from hie.search.tables import search_token as T
-from hie.storage.tables import resource as R
 
 MATCH_DEFAULT_COUNT = 10
 MATCH_MAX_COUNT = 100
@@ -140,25 +138,26 @@ def match(ctx: Context, call: OperationCall) -> Result:
         raise InvalidRequest("count must be at least 1", expression=["count"])
     count = min(count or MATCH_DEFAULT_COUNT, MATCH_MAX_COUNT)
     service = service_of(ctx)
-    matches = service.match(ctx.conn, extract_features(resource), load=lambda _c, pks: ctx.repo.load_pks(pks))
+    matches = service.match(ctx.repo.conn, extract_features(resource), load=lambda _c, pks: ctx.repo.load_pks(pks))
     if only_certain:
         certain = [m for m in matches if m.score.grade == CERTAIN]
         matches = certain if len(certain) == 1 else []
-    entries = []
+    entries: list[dict[str, Any]] = []
     for m in matches:
         if len(entries) >= count:
             break
         shown = m.stored
-        person = store.person(ctx.conn, m.person_key)
+        body = shown.resource() if shown is not None else None
+        person = store.person(ctx.repo.conn, m.person_key)
         if person is not None and person.has_patient:
             regional = ctx.repo.current("Patient", m.person_key)
             if regional is not None and not regional.deleted:
-                shown = regional
-        if shown is None:
+                shown, body = regional, regional_view(ctx.repo, regional.resource())
+        if shown is None or body is None:
             continue
         entries.append({
             "fullUrl": ctx.full_url("Patient", shown.res_id),
-            "resource": shown.resource(),
+            "resource": body,
             "search": {"extension": [match_grade_extension(m.score.grade)], "mode": "match",
                        "score": search_score(m.score.score, service.config.thresholds)},
         })
@@ -176,10 +175,7 @@ def _known_domain(ctx: Context, system: str, regional: str) -> bool:
     must not reveal identifiers of Patients hidden from the caller)."""
     if system in (regional, INSURANCE_MEMBER_ID_SYSTEM) or system.startswith(FACILITY_PATIENT_ID_PREFIX):
         return True
-    return ctx.conn.execute(
-        select(T.c.resource_pk).join(R, R.c.pk == T.c.resource_pk).where(
-            T.c.res_type == "Patient", T.c.param == "identifier", T.c.system == system,
-            R.c.deleted.is_(False), ctx.access(R)).limit(1)).first() is not None
+    return store.identifier_system_visible(ctx.repo.conn, system, ctx.access)
 
 
 @operation("ihe-pix", level="type", types=("Patient",),
@@ -204,14 +200,14 @@ def ihe_pix(ctx: Context, call: OperationCall) -> Result:
     for t in targets:
         if not _known_domain(ctx, t, regional):
             raise Forbidden(f"targetSystem not found: {t}", expression=["targetSystem"])
-    source_ids = [st.res_id for st in ctx.repo.load_pks(ctx.repo.find_pks("Patient", [("identifier", f"{system}|{value}")]))
-                  if not st.deleted]
+    found = ctx.repo.find_pks("Patient", [("identifier", f"{system}|{value}")])
+    source_ids = [st.res_id for st in ctx.repo.load_pks(found) if not st.deleted]
     if not source_ids:
         raise NotFound(f"sourceIdentifier Patient Identifier not found: {system}|{value}",
                        expression=["sourceIdentifier"])
     out: list[dict[str, Any]] = []
     seen_identifiers: set[tuple[str, str]] = {(system, value)}
-    for pid in service.same_person(ctx.conn, source_ids):
+    for pid in service.same_person(ctx.repo.conn, source_ids):
         if pid in source_ids:
             continue
         st = ctx.repo.current("Patient", pid)
@@ -256,16 +252,10 @@ def _action_result(ctx: Context, result: ActionResult) -> Result:
     return Result(200, {"resourceType": "Parameters", "parameter": params})
 
 
-@operation("link", level="type", types=("Patient",), write=True, allow_get=False)
-@operation("link", level="instance", types=("Patient",), write=True, allow_get=False)
-def link(ctx: Context, call: OperationCall) -> Result:
-    """Link at the counter: ``patient`` + ``identifier`` (insured-person id or regional
-    card number), or ``memberId`` / ``regionalId`` strings, or ``target`` (a Patient)."""
-    require_staff(ctx.principal)
-    params = _params(call)
-    pid = _required_patient(call, params)
-    service = service_of(ctx)
-    system = value = target = None
+def _counter_identification(call: OperationCall, params: list[tuple[str, Any]], regional: str
+                            ) -> tuple[str | None, str | None]:
+    """(system, value) of the identification a ``$link`` names, if any."""
+    system = value = None
     ident = _one(params, "identifier")
     if isinstance(ident, dict):
         system, value = ident.get("system"), ident.get("value")
@@ -274,48 +264,70 @@ def link(ctx: Context, call: OperationCall) -> Result:
     if _one(params, "memberId"):
         system, value = INSURANCE_MEMBER_ID_SYSTEM, str(_one(params, "memberId"))
     if _one(params, "regionalId"):
-        system, value = service.config.regional_system, str(_one(params, "regionalId"))
-    if _one(params, "target") is not None:
-        target = _patient_id(_one(params, "target"), "target")
-    if system and system not in (INSURANCE_MEMBER_ID_SYSTEM, service.config.regional_system):
+        system, value = regional, str(_one(params, "regionalId"))
+    if system and system not in (INSURANCE_MEMBER_ID_SYSTEM, regional):
         raise InvalidRequest(f"identifier system {system} is not an identification the counter can link with "
-                             f"({INSURANCE_MEMBER_ID_SYSTEM} or {service.config.regional_system})",
-                             expression=["identifier"])
-    result = service.link_at_counter(ctx.conn, pid, actor=actor_of(ctx.principal), system=system, value=value,
-                                     target=target)
+                             f"({INSURANCE_MEMBER_ID_SYSTEM} or {regional})", expression=["identifier"])
+    return system, value
+
+
+@operation("link", level="type", types=("Patient",), write=True, allow_get=False)
+@operation("link", level="instance", types=("Patient",), write=True, allow_get=False)
+def link(ctx: Context, call: OperationCall) -> Result:
+    """Link at the counter: ``patient`` + ``identifier`` (insured-person id or regional
+    card number), or ``memberId`` / ``regionalId`` strings, or ``target`` (a Patient).
+    Facility staff: a target must be their own record, and an identification is recorded
+    for the operator's review (see :mod:`hie.identity.authz`)."""
+    auth = authz.require_staff(ctx.principal)
+    params = _params(call)
+    pid = _required_patient(call, params)
+    service = service_of(ctx)
+    conn = ctx.repo.conn
+    system, value = _counter_identification(call, params, service.config.regional_system)
+    target = _patient_id(_one(params, "target"), "target") if _one(params, "target") is not None else None
+    authz.own_record(ctx.repo, auth, pid)
+    if target is not None:
+        authz.own_record(ctx.repo, auth, target)
+        authz.within_facility(conn, auth, [pid, target])
+    elif not auth.region_wide and system and value:
+        return _action_result(ctx, service.record_identification(conn, pid, actor=auth.actor, system=system,
+                                                                 value=value))
+    result = service.link_at_counter(conn, pid, actor=auth.actor, system=system, value=value, target=target)
     return _action_result(ctx, result)
 
 
 @operation("unlink", level="type", types=("Patient",), write=True, allow_get=False)
 @operation("unlink", level="instance", types=("Patient",), write=True, allow_get=False)
 def unlink(ctx: Context, call: OperationCall) -> Result:
-    require_staff(ctx.principal)
+    auth = authz.require_staff(ctx.principal)
     params = _params(call)
     pid = _required_patient(call, params)
-    return _action_result(ctx, service_of(ctx).unlink(ctx.conn, pid, actor=actor_of(ctx.principal)))
+    authz.own_record(ctx.repo, auth, pid)
+    return _action_result(ctx, service_of(ctx).unlink(ctx.repo.conn, pid, actor=auth.actor))
 
 
 @operation("merge", level="type", types=("Patient",), write=True, allow_get=False)
 def merge(ctx: Context, call: OperationCall) -> Result:
-    require_staff(ctx.principal)
+    auth = authz.require_staff(ctx.principal)
+    authz.require_region_wide(auth, "merging regional persons")
     params = _params(call)
     source = _required_patient(call, params, "source-patient")
     target = _one(params, "target-patient")
     if target is None:
         raise InvalidRequest("parameter target-patient is required", expression=["target-patient"])
-    result = service_of(ctx).merge(ctx.conn, source, _patient_id(target, "target-patient"),
-                                   actor=actor_of(ctx.principal))
+    result = service_of(ctx).merge(ctx.repo.conn, source, _patient_id(target, "target-patient"), actor=auth.actor)
     return _action_result(ctx, result)
 
 
 @operation("unmerge", level="type", types=("Patient",), write=True, allow_get=False)
 def unmerge(ctx: Context, call: OperationCall) -> Result:
-    require_staff(ctx.principal)
+    auth = authz.require_staff(ctx.principal)
+    authz.require_region_wide(auth, "undoing a merge")
     params = _params(call)
     event = _int(params, "event")
     if event is None:
         raise InvalidRequest("parameter event (the merge event id) is required", expression=["event"])
-    return _action_result(ctx, service_of(ctx).unmerge(ctx.conn, event, actor=actor_of(ctx.principal)))
+    return _action_result(ctx, service_of(ctx).unmerge(ctx.repo.conn, event, actor=auth.actor))
 
 
 def review_parameters(items: list[store.ReviewItem]) -> dict[str, Any]:
@@ -340,16 +352,21 @@ def review_parameters(items: list[store.ReviewItem]) -> dict[str, Any]:
 
 @operation("identity-review", level="type", types=("Patient",), write=True)
 def identity_review(ctx: Context, call: OperationCall) -> Result:
-    require_staff(ctx.principal)
+    auth = authz.require_staff(ctx.principal)
     params = _params(call)
+    conn = ctx.repo.conn
     if call.method == "GET":
         status = _one(params, "status") or "open"
         count = min(_int(params, "_count") or 100, 1000)
-        return Result(200, review_parameters(store.review_items(ctx.conn, None if status == "all" else status, count)))
-    item = _int(params, "item")
+        return Result(200, review_parameters(authz.review_items(conn, auth, None if status == "all" else status,
+                                                                count)))
+    item_pk = _int(params, "item")
     action = _one(params, "action")
-    if item is None or not action:
+    if item_pk is None or not action:
         raise InvalidRequest("POST $identity-review needs item and action (link | not-a-match)",
-                             expression=["item" if item is None else "action"])
-    result = service_of(ctx).decide(ctx.conn, item, str(action), actor=actor_of(ctx.principal))
+                             expression=["item" if item_pk is None else "action"])
+    item = authz.review_item(conn, auth, item_pk)
+    if action == "link":
+        authz.within_facility(conn, auth, [item.patient_id, item.candidate_id])
+    result = service_of(ctx).decide(conn, item_pk, str(action), actor=auth.actor)
     return _action_result(ctx, result)

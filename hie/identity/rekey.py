@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select, update
@@ -44,6 +45,14 @@ class RekeyCount:
     resources: int = 0
     versions: int = 0
     index_rows: int = 0
+
+
+def current_rows(conn: Connection, res_type: str, key: str) -> list[Any]:
+    """Current rows (as :class:`hie.storage.repository.Stored` fields) of ``res_type``
+    keyed ``key`` (compiled state that follows a re-key, e.g. consent grants)."""
+    return [tuple(row) for row in conn.execute(
+        select(R.c.pk, R.c.res_type, R.c.res_id, R.c.version_id, R.c.last_updated, R.c.deleted, R.c.content)
+        .where(R.c.res_type == res_type, R.c.patient_key == key, R.c.deleted.is_(False))).all()]
 
 
 def _chunks(items: list[int]) -> Iterable[list[int]]:

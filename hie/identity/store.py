@@ -22,6 +22,8 @@ from hie.identity.tables import identity_event as E
 from hie.identity.tables import identity_link as L
 from hie.identity.tables import identity_person as P
 from hie.identity.tables import identity_review as Q
+from hie.search.tables import search_token as T
+from hie.storage.tables import resource as R
 
 
 def new_person_key() -> str:
@@ -30,11 +32,10 @@ def new_person_key() -> str:
 
 def insert_ignore(conn: Connection, table: Any, values: dict[str, Any]) -> int:
     """INSERT ... ON CONFLICT DO NOTHING on both dialects; returns the rows inserted."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return conn.execute(dialect_insert(table).values(**values).on_conflict_do_nothing()).rowcount
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    stmt: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+    return conn.execute(stmt.values(**values).on_conflict_do_nothing()).rowcount
 
 
 # --- persons and links -----------------------------------------------------------------
@@ -104,6 +105,14 @@ def person_key_of(conn: Connection, patient_id: str) -> str | None:
     return conn.execute(select(L.c.person_key).where(L.c.patient_id == patient_id)).scalar()
 
 
+def vouched_members(conn: Connection, key: str) -> list[str]:
+    """Local Patient ids linked to person ``key`` by a link that is not a scored ``auto``
+    link (own record, staff review, counter identification, merge): the records that show a
+    facility holds this person (consent authorship, :mod:`hie.enforcement.writes`)."""
+    return list(conn.execute(select(L.c.patient_id).where(
+        L.c.person_key == key, L.c.role == "local", L.c.method != "auto")).scalars())
+
+
 def members(conn: Connection, key: str, role: str | None = "local") -> list[Link]:
     """Links of a person, oldest first (``role`` None: local and regional)."""
     stmt = select(*L.c).where(L.c.person_key == key)
@@ -140,6 +149,31 @@ def regional_ids_among(conn: Connection, patient_ids: Iterable[str]) -> set[str]
         return set()
     return set(conn.execute(select(L.c.patient_id).where(L.c.patient_id.in_(ids), L.c.role == "regional"))
                .scalars())
+
+
+# --- facts of the stored Patient rows (the resource table, read for identity decisions) ---
+
+
+def custodians(conn: Connection, patient_ids: Iterable[str]) -> dict[str, str | None]:
+    """Custodian facility of each current (not deleted) Patient among ``patient_ids``.
+    No access predicate: callers decide with it only after the caller's own repository
+    showed the record, or for the system principal."""
+    ids = list(dict.fromkeys(patient_ids))
+    out: dict[str, str | None] = {}
+    for i in range(0, len(ids), 500):
+        rows = conn.execute(select(R.c.res_id, R.c.custodian).where(
+            R.c.res_type == "Patient", R.c.res_id.in_(ids[i: i + 500]), R.c.deleted.is_(False)))
+        out.update({pid: code for pid, code in rows})
+    return out
+
+
+def identifier_system_visible(conn: Connection, system: str, access: Any) -> bool:
+    """Whether a Patient visible under ``access`` (the caller's predicate) has an
+    identifier in ``system``."""
+    return conn.execute(
+        select(T.c.resource_pk).join(R, R.c.pk == T.c.resource_pk).where(
+            T.c.res_type == "Patient", T.c.param == "identifier", T.c.system == system,
+            R.c.deleted.is_(False), access(R)).limit(1)).first() is not None
 
 
 # --- blocking keys -----------------------------------------------------------------------
@@ -256,7 +290,7 @@ def review_item(conn: Connection, pk: int) -> ReviewItem | None:
     return _item(row) if row else None
 
 
-def review_items(conn: Connection, status: str | None = "open", limit: int = 100) -> list[ReviewItem]:
+def review_items(conn: Connection, status: str | None = "open", limit: int | None = 100) -> list[ReviewItem]:
     stmt = select(*Q.c).order_by(Q.c.score.desc(), Q.c.pk).limit(limit)
     if status:
         stmt = stmt.where(Q.c.status == status)

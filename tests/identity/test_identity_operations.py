@@ -143,28 +143,31 @@ def test_not_a_match_is_remembered_and_not_proposed_again(client, node):
 
 
 def test_staff_actions_need_a_staff_role(node):
+    """Merging is region-wide identity work: a clerk, and facility identity staff, get 403;
+    the operator merges, and the event names the operator's authority."""
     from fastapi.testclient import TestClient
 
     from hie.api.app import create_app
 
     scopes = frozenset({"user/Patient.cruds"})
     clerk = Principal(kind="user", name="clerk", user_id="clerk", organization_id="org-a", scopes=scopes)
-    staff = Principal(kind="user", name="staff", user_id="staff", roles=frozenset({"identity-staff"}),
-                      scopes=scopes)
-    with node.context(staff, write=True) as ctx:
+    staff = Principal(kind="user", name="staff", user_id="staff", organization_id=HOSPITAL_A,
+                      roles=frozenset({"identity-staff"}), scopes=scopes)
+    operator = Principal(kind="user", name="op", user_id="op", roles=frozenset({"operator"}), scopes=scopes)
+    with node.context(Principal(kind="system", name="feed"), write=True) as ctx:
         ctx.repo.create(patient("a1", HOSPITAL_A, "0001234"), res_id="a1")
         ctx.repo.create(other_person("x1", CLINIC_B, "1"), res_id="x1")
-    for principal, status in ((clerk, 403), (staff, 200)):
+    for principal, status in ((clerk, 403), (staff, 403), (operator, 200)):
         app = create_app(node, authenticate=lambda _r, p=principal: p, audit=False)
         with TestClient(app, base_url="http://testserver") as c:
             r = c.post("/fhir/Patient/$merge", json={"resourceType": "Parameters", "parameter": [
                 ref("source-patient", "x1"), ref("target-patient", "a1")]})
             assert r.status_code == status, r.text
             if status == 403:
-                assert "identity-staff" in r.json()["issue"][0]["diagnostics"]
+                assert r.json()["issue"][0]["diagnostics"].count("operator") >= 1
     with node.engine.connect() as conn:
         (actor,) = conn.execute(select(identity_event.c.actor)).scalars()
-    assert actor == "staff"
+    assert actor == "op (operator)"
 
 
 def test_identity_tables_match_the_migration(node):
