@@ -193,7 +193,9 @@ def load(
 
 @app.command()
 def reindex() -> None:
-    """Rebuild every search index from the stored resources."""
+    """Recompute the enforcement columns (patient, class, labels; ADR 0006) and rebuild every
+    search index from the stored resources."""
+    from hie.principal import SYSTEM
     from hie.search.indexer import reindex as do_reindex
     from hie.storage.db import write_tx
 
@@ -206,8 +208,14 @@ def reindex() -> None:
         def cb(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        last: int | None = 0
+        fixed = 0
+        while last is not None:  # enforcement columns first: the index rows copy patient_key
+            with write_tx(node.engine) as conn:
+                last, changed = node.repository(conn, SYSTEM).recompute_enforcement(after_pk=last)
+            fixed += changed
         n = do_reindex(lambda: write_tx(node.engine), node.registry, progress=cb)
-    console.print(f"Reindexed {n} resources.")
+    console.print(f"Recomputed the enforcement columns of {fixed} rows; reindexed {n} resources.")
     node.close()
 
 

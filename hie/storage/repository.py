@@ -258,6 +258,45 @@ class Repository:
             return self.access(V)
         return and_(self.access(V), exists().where(R.c.pk == V.c.resource_pk, self.visible(R)))
 
+    # -- maintenance: enforcement columns of stored rows (ADR 0006, "Existing data") -------
+
+    def recompute_enforcement(self, *, after_pk: int = 0, limit: int = 500) -> tuple[int | None, int]:
+        """Recompute patient key, class, labels, date, status and ``UNINFORMED`` of up to
+        ``limit`` resources with ``pk > after_pk`` and of all their versions, from the stored
+        content with the current rules; the custodian stays (custody is fixed at creation).
+        System principal only (``hie reindex``). Returns the last pk done (None when there
+        is nothing after ``after_pk``) and how many rows changed."""
+        if not self.principal.is_system:
+            raise PermissionError("recomputing enforcement columns is maintenance of the system principal")
+        cols = [R.c[c] for c in _META_COLS]
+        rows = self.conn.execute(select(R.c.pk, R.c.content, *cols).where(R.c.pk > after_pk)
+                                 .order_by(R.c.pk).limit(limit)).all()
+        if not rows:
+            return None, 0
+        self._batch_writes, self._key_cache = (), {}
+        versions = self.conn.execute(
+            select(V.c.pk, V.c.resource_pk, V.c.content, *(V.c[c] for c in _META_COLS))
+            .where(V.c.resource_pk.in_([r[0] for r in rows])).order_by(V.c.resource_pk, V.c.version_id)).all()
+        changed, last_of = 0, {}
+        for vpk, rpk, content, *old in versions:
+            new = self._recomputed(content, dict(zip(_META_COLS, old, strict=True)), last_of.get(rpk))
+            last_of[rpk] = new
+            if new != dict(zip(_META_COLS, old, strict=True)):
+                self.conn.execute(update(V).where(V.c.pk == vpk).values(**new))
+                changed += 1
+        for pk, content, *old in rows:
+            new = self._recomputed(content, dict(zip(_META_COLS, old, strict=True)), last_of.get(pk))
+            if new != dict(zip(_META_COLS, old, strict=True)):
+                self.conn.execute(update(R).where(R.c.pk == pk).values(**new))
+                changed += 1
+        return rows[-1][0], changed
+
+    def _recomputed(self, content: bytes | None, old: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+        if content is None:  # a deletion keeps what the version before it was
+            return dict(previous) if previous is not None else old
+        meta, key = self._resolve_patient(row_meta(orjson.loads(content), old["custodian"]))
+        return {**meta.columns(), "custodian": old["custodian"], "patient_key": key}
+
     def patient_key(self, patient_id: str) -> str:
         """The regional patient key of a local Patient id (the identity service's resolver)."""
         return self._patient_key(self.conn, patient_id)

@@ -23,10 +23,11 @@ from consent.compartment import PATIENT_COMPARTMENT, ROLE_PARAMS, about_paths
 from hie.fhir.naming import CUSTODIAN_TAG_SYSTEM
 from hie.fhir.types import R4_RESOURCE_TYPES
 from hie.ingest import ingest_bundle
-from hie.principal import Principal
+from hie.principal import SYSTEM, Principal
 from hie.search.registry import DEFINITIONS
 from hie.storage.rowmeta import CONTAINERS, EXPLICIT, patient_of, patient_refs, row_meta
 from hie.storage.tables import resource
+from hie.storage.tables import resource_version as V_TABLE
 
 #: Types whose class depends on what they hold (administrative only when nothing is a patient's).
 BY_CONTENT = {"Bundle", "Parameters", "Group", "Device"}
@@ -213,8 +214,7 @@ def test_binary_takes_its_security_context(node):
 
 def test_binary_written_by_a_facility_that_cannot_see_the_target_learns_no_patient(node):
     _put(node, [_patient("cls-p1"), _docref("cls-doc-1", "cls-p1")])
-    writer = Principal(kind="system", name="system")  # sanity: the system resolves it
-    with node.context(writer, write=True) as ctx:
+    with node.context(SYSTEM, write=True) as ctx:  # sanity: the system resolves it
         ctx.repo.create(_binary("cls-bin-sys", "DocumentReference/cls-doc-1"), res_id="cls-bin-sys")
     assert _row(node, "Binary", "cls-bin-sys")["patient_key"] is not None
     with node.context(Principal(kind="client", name="v", client_id="v", organization_id=V), write=False) as ctx:
@@ -232,3 +232,38 @@ def test_group_of_several_patients_has_no_single_patient(node):
     assert _row(node, "Group", "cls-g1")["patient_key"] == _row(node, "Patient", "cls-p1")["patient_key"]
     assert _row(node, "Group", "cls-g2") == {"patient_key": None, "custodian": D, "data_class": "clinical",
                                               "sensitive_labels": " "}
+
+
+def test_reindex_recomputes_rows_written_under_the_old_rules(node):
+    """Rows stored before the rules changed (a Group classed administrative, without a patient)
+    are recomputed, versions included, keeping their custodian; a second pass changes nothing."""
+    group = {"resourceType": "Group", "id": "cls-g1", "meta": _tag(D), "type": "person", "actual": True,
+             "member": [{"entity": {"reference": "Patient/cls-p1"}}]}
+    _put(node, [_patient("cls-p1"), group])
+    _put(node, [{**group, "name": "v2"}])
+    want = _row(node, "Group", "cls-g1")
+    with node.engine.begin() as conn:  # what the old rules stored
+        for t in (resource, V_TABLE):
+            conn.execute(t.update().where(t.c.res_type == "Group").values(
+                data_class=ADMINISTRATIVE, patient_key=None, custodian="1110000099" if t is V_TABLE else D))
+    assert _row(node, "Group", "cls-g1")["data_class"] == ADMINISTRATIVE
+
+    def run() -> int:
+        last: int | None = 0
+        total = 0
+        while last is not None:
+            with node.context(SYSTEM, write=True) as ctx:
+                last, n = ctx.repo.recompute_enforcement(after_pk=last, limit=2)
+            total += n
+        return total
+
+    assert run() == 3  # the current row and both versions
+    assert _row(node, "Group", "cls-g1") == want
+    with node.engine.connect() as conn:
+        got = conn.execute(select(V_TABLE.c.data_class, V_TABLE.c.patient_key, V_TABLE.c.custodian).where(
+            V_TABLE.c.res_type == "Group")).all()
+    assert got == [("clinical", want["patient_key"], "1110000099")] * 2  # the custodian is never rewritten
+    assert run() == 0
+    with node.context(Principal(kind="user", name="v", user_id="v", organization_id=V), write=False) as ctx:
+        with pytest.raises(PermissionError):
+            ctx.repo.recompute_enforcement()
