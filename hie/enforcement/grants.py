@@ -67,8 +67,8 @@ def viewer_keys(conn: Any, consent: Consent) -> dict[str, str]:
             facility = facilities.organization(conn, actor.id)
             problem = _actor_problem(facility, node.type)
             if problem is not None or facility is None:
-                raise ConsentActorRefused(f"{actor.path}: Organization/{actor.id} {problem}",
-                                          expression=[actor.path])
+                path = actor.path if actor.path.endswith(".reference") else f"{actor.path}.reference"
+                raise ConsentActorRefused(f"{path}: Organization/{actor.id} {problem}", expression=[path])
             keys[actor.id] = facility.code
     return keys
 
