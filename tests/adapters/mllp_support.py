@@ -26,6 +26,14 @@ def adt_message(control_id: str, patient_number: str, *, family: str = "YAMADA",
     return ("\r".join(segments) + "\r").encode("ascii")
 
 
+def distinct_patient(i: int) -> dict[str, str]:
+    """Name and birth date of the i-th synthetic patient, unlike any other (no identity
+    review work between them)."""
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    family = "SEI" + letters[i // 26 % 26] + letters[i % 26]
+    return {"family": family, "birth": f"19{40 + i % 60:02d}{1 + i % 12:02d}{1 + i % 28:02d}"}
+
+
 def read_acks(sock: socket.socket, n: int, timeout: float = 30) -> list[str]:
     """Read up to ``n`` ACKs (fewer if the peer closes)."""
     buf, acks = b"", []
@@ -85,3 +93,16 @@ def listener_process(database_url: str, data_dir: Path, *args: str, port: int | 
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_port(port, proc)
     return proc, port
+
+
+def counts(node, types: tuple[str, ...]) -> dict[str, int]:  # noqa: ANN001
+    """Resources per type, through the node's public ingest API (a batch of GET ?_summary=count)."""
+    from hie.ingest import ingest_bundle
+
+    entries = [{"request": {"method": "GET", "url": f"{t}?_summary=count"}} for t in types]
+    resp = ingest_bundle(node, {"resourceType": "Bundle", "type": "batch", "entry": entries}, source="test:count")
+    out = {}
+    for t, e in zip(types, resp["entry"]):
+        assert str(e["response"]["status"]).startswith("200"), e
+        out[t] = e["resource"]["total"]
+    return out
