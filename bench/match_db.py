@@ -97,7 +97,7 @@ def main() -> None:
                         results = ctx.repo.write_batch(writes)
                     for w, r in zip(writes, results, strict=True):
                         assert r.stored is not None and w.resource is not None
-                        store.replace_blocks(ctx.conn, r.stored.res_id, r.stored.pk,
+                        store.replace_blocks(ctx.repo.conn, r.stored.res_id, r.stored.pk,
                                              blocking_keys(extract_features(w.resource)))
             if (i // args.batch) % 20 == 0:
                 done = i + len(chunk)

@@ -65,7 +65,6 @@ _BY_TYPE: Final[dict[str, str]] = {
     "AuditEvent": AUDIT,
     "Provenance": AUDIT,
     "Person": DEMOGRAPHICS,
-    "Account": FINANCIAL,
     "ChargeItem": FINANCIAL,
     "CoverageEligibilityRequest": FINANCIAL,
     "CoverageEligibilityResponse": FINANCIAL,

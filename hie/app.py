@@ -5,6 +5,7 @@ adapters and the benchmarks all start here (Blaze wires its modules in one place
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,11 +75,13 @@ class Node:
     def open(cls, database_url: str | None = None, **kwargs: Any) -> Node:
         settings = Settings.from_env()
         if database_url:
-            settings = Settings(database_url=database_url, data_dir=settings.data_dir,
-                                base_url=settings.base_url, pool_size=settings.pool_size)
+            settings = dataclasses.replace(settings, database_url=database_url)
         return cls(settings, **kwargs)
 
     def close(self) -> None:
+        recorder = self.__dict__.get("_hie_audit")
+        if recorder is not None:  # store what this process journaled (system use included)
+            recorder.close()
         self.engine.dispose()
 
     def service(self, name: str, factory: Callable[[], Any]) -> Any:
@@ -97,6 +100,13 @@ class Node:
         from hie.storage.migrate import upgrade
 
         upgrade(self.engine)
+
+    def system_use(self, purpose: str, detail: str | None = None) -> None:
+        """Record a use of the system principal outside a request (ingest, maintenance): it
+        sees every row, so each use is audited (:mod:`hie.audit.system`)."""
+        from hie.audit.system import record_system_use
+
+        record_system_use(self, purpose, detail)
 
     def repository(self, conn: Any, principal: Principal) -> Repository:
         kwargs: dict[str, Any] = {}
@@ -119,7 +129,6 @@ class Node:
         with tx(self.engine) as conn:
             self.stored_search_parameters.refresh(conn)
             yield Context(
-                conn=conn,
                 principal=principal,
                 registry=self.registry,
                 repo=self.repository(conn, principal),

@@ -32,12 +32,9 @@ def _node(database_url: str | None = None):  # noqa: ANN202
 
 
 def _has_data(node) -> bool:  # noqa: ANN001
-    from sqlalchemy import select
+    from hie.storage.queries import any_resource
 
-    from hie.storage.tables import resource
-
-    with node.engine.connect() as conn:
-        return conn.execute(select(resource.c.pk).limit(1)).first() is not None
+    return any_resource(node.engine)
 
 
 def load_demo(node) -> None:  # noqa: ANN001
@@ -201,6 +198,7 @@ def reindex() -> None:
 
     node = _node()
     node.upgrade()
+    node.system_use("reindex")  # reads every stored resource as the system principal
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
         task = progress.add_task("Reindexing", total=None)

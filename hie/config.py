@@ -6,6 +6,7 @@
 | ``HIE_DATA_DIR`` | where the embedded database and key files live | ``./var`` |
 | ``HIE_BASE_URL`` | public base URL of the FHIR API (``https://hie.example.jp/fhir``) | derived from each request |
 | ``HIE_DB_POOL_SIZE`` | connections per process | ``10`` |
+| ``HIE_AUDIT_SYSTEM_USE`` | ``off``: do not audit the node's own use of the system principal (ingest, maintenance) | ``on`` |
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ class Settings:
     data_dir: Path
     base_url: str | None = None
     pool_size: int = 10
+    #: Record an AuditEvent for each ingest and maintenance run as the system principal.
+    audit_system_use: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -33,4 +36,5 @@ class Settings:
             data_dir=data_dir,
             base_url=(e.get("HIE_BASE_URL") or None),
             pool_size=int(e.get("HIE_DB_POOL_SIZE", "10")),
+            audit_system_use=e.get("HIE_AUDIT_SYSTEM_USE", "on").lower() not in ("off", "0", "false", "no"),
         )

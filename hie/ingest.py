@@ -58,7 +58,11 @@ def ingest_bundle(
     (they will be no-ops). The write transaction then holds the database's write lock
     only for the database work. A transaction that fails on a concurrent write of the
     same resource by another loader is retried (:data:`RETRIES`).
+
+    Each call as the system principal is audited (one AuditEvent naming ``source``).
     """
+    if principal.is_system:
+        node.system_use("ingest", f"{bundle.get('type')} Bundle from {source}")
     for entry in bundle.get("entry") or ():
         res = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(res, dict) and res.get("resourceType") != "Binary":
@@ -108,6 +112,8 @@ def existing(node: Any, keys: Iterable[str], *, principal: Principal = SYSTEM) -
     pairs = [tuple(k.split("/", 1)) for k in dict.fromkeys(keys) if "/" in k]
     if not pairs:
         return set()
+    if principal.is_system:
+        node.system_use("ingest", f"existence of {len(pairs)} resource(s) checked by a feed")
     with node.context(principal, write=False) as ctx:
         found = ctx.repo.current_many(pairs)
     return {f"{t}/{i}" for (t, i), st in found.items() if not st.deleted}

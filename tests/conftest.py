@@ -60,7 +60,10 @@ def pg_server() -> Iterator[PgServer]:
 
 
 def make_node(url: str, tmp: Path) -> Node:
-    node = Node(Settings(database_url=url, data_dir=tmp, base_url="http://testserver/fhir"))
+    # System-use auditing off, as request auditing is in the client fixture: searches and
+    # histories see only what the test wrote (tests/contract and tests/audit turn it on).
+    node = Node(Settings(database_url=url, data_dir=tmp, base_url="http://testserver/fhir",
+                         audit_system_use=False))
     node.upgrade()
     return node
 

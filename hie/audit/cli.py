@@ -27,6 +27,7 @@ def verify() -> None:
     from hie.auth.service import AuthService
 
     node = _node()
+    node.system_use("audit-verify")  # reads the whole trail as the node itself
     try:
         # One snapshot: a flusher committing events and a checkpoint between verify's reads
         # must not look like deleted records (REPEATABLE READ on PostgreSQL; SQLite's read

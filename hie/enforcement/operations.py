@@ -22,20 +22,18 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select
 
 from consent.explain import explain
 from consent.request import ResourceFacts
 from hie.clock import instant
+from hie.enforcement import declarations
 from hie.enforcement.grants import parse_stored_consent
-from hie.enforcement.policy import DISASTER_SETTING, OPERATOR_ROLE, disaster_mode_on, principal_key, put_setting
-from hie.enforcement.tables import break_glass as BG
+from hie.enforcement.policy import OPERATOR_ROLE, principal_key
 from hie.errors import Forbidden, InvalidRequest, NotFound
 from hie.fhir.naming import MEDICAL_INSTITUTION_SYSTEM
 from hie.interactions.context import Context
 from hie.interactions.operations import OperationCall, operation
 from hie.interactions.result import Result
-from hie.storage.tables import resource as R
 
 
 def param(call: OperationCall, name: str) -> str | None:
@@ -53,13 +51,13 @@ def param(call: OperationCall, name: str) -> str | None:
     return None
 
 
-def _patient_row(ctx: Context, patient_id: str) -> tuple[int, str | None]:
-    """(pk, patient_key) of a Patient, looked up by the node itself (not the caller)."""
-    row = ctx.conn.execute(select(R.c.pk, R.c.patient_key).where(
-        R.c.res_type == "Patient", R.c.res_id == patient_id, R.c.deleted.is_(False))).first()
-    if row is None:
+def _patient_key(ctx: Context, patient_id: str) -> str:
+    """The patient key of a stored Patient, looked up by the node itself (not the caller:
+    break-the-glass is about a patient the clinician cannot see yet); 404 if none."""
+    key = ctx.repo.stored_patient_key(patient_id)
+    if key is None:
         raise NotFound(f"Resource Patient/{patient_id} is not known")
-    return row[0], row[1]
+    return key
 
 
 def _policy(ctx: Context) -> Any:
@@ -91,16 +89,11 @@ def break_glass_op(ctx: Context, call: OperationCall) -> Result:
     if not reason:
         raise InvalidRequest("Break-the-glass needs a reason", expression=["Parameters.parameter:reason"])
     assert call.res_id
-    _pk, key = _patient_row(ctx, call.res_id)
-    if key is None:
-        raise NotFound(f"Resource Patient/{call.res_id} is not known")
+    key = _patient_key(ctx, call.res_id)
     now = ctx.repo.clock.now_us()
     expires = now + int(policy.break_glass_duration.total_seconds() * 1_000_000)
-    ctx.conn.execute(insert(BG), {
-        "principal": principal_key(p), "organization": p.organization_id, "patient_key": key,
-        "patient_id": call.res_id, "reason": reason[:2000], "declared_at": now, "expires_at": expires,
-        "kind": "break-glass",
-    })
+    declarations.declare(ctx.repo, p, key=key, patient_id=call.res_id, reason=reason,
+                         principal_key=principal_key(p), declared_at=now, expires_at=expires)
     return Result(200, _parameters(
         {"name": "patient", "valueReference": {"reference": f"Patient/{call.res_id}"}},
         {"name": "declared", "valueInstant": instant(now)},
@@ -109,8 +102,7 @@ def break_glass_op(ctx: Context, call: OperationCall) -> Result:
     ))
 
 
-def _declarations(ctx: Context, where: Any) -> list[dict[str, Any]]:
-    rows = ctx.conn.execute(select(BG).where(where).order_by(BG.c.declared_at.desc())).mappings().all()
+def _declarations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {"name": "declaration", "part": [
             {"name": "who", "valueString": r["principal"]},
@@ -127,36 +119,32 @@ def _declarations(ctx: Context, where: Any) -> list[dict[str, Any]]:
 @operation("break-glass-log", level="instance", types=("Patient",))
 def break_glass_log(ctx: Context, call: OperationCall) -> Result:
     assert call.res_id
-    _pk, key = _patient_row(ctx, call.res_id)
+    key = _patient_key(ctx, call.res_id)
     p = ctx.principal
     # the patient themself: the same resolver the access predicate uses
-    own = p.kind == "patient" and bool(p.patient_id) and ctx.repo.patient_key(p.patient_id) == key
+    own = bool(p.kind == "patient" and p.patient_id and ctx.repo.patient_key(p.patient_id) == key)
     if not (own or p.is_system or OPERATOR_ROLE in p.roles):
         # Not the patient, not an operator: answer as if the patient were unknown.
         raise NotFound(f"Resource Patient/{call.res_id} is not known")
-    return Result(200, _parameters(*_declarations(ctx, BG.c.patient_key == key)))
+    return Result(200, _parameters(*_declarations(declarations.declarations(ctx.repo, patient_key=key))))
 
 
 @operation("break-glass-report", level="system")
 def break_glass_report(ctx: Context, call: OperationCall) -> Result:
     _require_operator(ctx)
     since = param(call, "since")
-    cond = BG.c.pk.isnot(None)
+    since_us = None
     if since:
         from hie.clock import parse_instant_us
 
         try:
-            cond = BG.c.declared_at >= parse_instant_us(since)
+            since_us = parse_instant_us(since)
         except ValueError:
             raise InvalidRequest(f"since must be a date or instant, got {since!r}", expression=["since"]) from None
-    return Result(200, _parameters(*_declarations(ctx, cond)))
+    return Result(200, _parameters(*_declarations(declarations.declarations(ctx.repo, since_us=since_us))))
 
 
 # -- disaster mode --------------------------------------------------------------------
-
-
-def set_disaster_mode(conn: Any, on: bool, *, by: str, now: int) -> None:
-    put_setting(conn, DISASTER_SETTING, "on" if on else "off", by=by, now=now)
 
 
 @operation("disaster-mode", level="system", write=True)
@@ -166,8 +154,9 @@ def disaster_mode(ctx: Context, call: OperationCall) -> Result:
         mode = (param(call, "mode") or "").lower()
         if mode not in ("on", "off"):
             raise InvalidRequest("mode must be 'on' or 'off'", expression=["Parameters.parameter:mode"])
-        set_disaster_mode(ctx.conn, mode == "on", by=principal_key(ctx.principal), now=ctx.repo.clock.now_us())
-    on = disaster_mode_on(ctx.conn)
+        declarations.set_disaster_mode(ctx.repo, mode == "on", by=principal_key(ctx.principal),
+                                       now=ctx.repo.clock.now_us())
+    on = declarations.disaster_mode(ctx.repo)
     return Result(200, _parameters({"name": "mode", "valueCode": "on" if on else "off"}))
 
 
@@ -175,15 +164,12 @@ def disaster_mode(ctx: Context, call: OperationCall) -> Result:
 
 
 def _org_id_for_code(ctx: Context, code: str) -> str:
-    from hie.search.tables import search_token as T
-
-    row = ctx.conn.execute(
-        select(R.c.res_id).join(T, T.c.resource_pk == R.c.pk).where(
-            R.c.res_type == "Organization", R.c.deleted.is_(False), T.c.param == "identifier",
-            T.c.system == MEDICAL_INSTITUTION_SYSTEM, T.c.code == code)).first()
-    if row is None:
+    """The Organization registered with medical-institution ``code`` (a registry search)."""
+    pks = ctx.repo.find_pks("Organization", [("identifier", f"{MEDICAL_INSTITUTION_SYSTEM}|{code}")])
+    found = ctx.repo.load_pks(pks[:1])
+    if not found:
         raise NotFound(f"No facility with medical-institution code {code}", expression=["facility"])
-    return row[0]
+    return found[0].res_id
 
 
 @operation("consent-explain", level="instance", types=("Patient",))
@@ -193,17 +179,14 @@ def consent_explain(ctx: Context, call: OperationCall) -> Result:
     facility = param(call, "facility")
     if not facility:
         raise InvalidRequest("facility (10-digit medical-institution code) is required", expression=["facility"])
-    _pk, key = _patient_row(ctx, call.res_id)
+    key = _patient_key(ctx, call.res_id)
     org_id = _org_id_for_code(ctx, facility)
-    rows = ctx.conn.execute(select(R.c.content).where(
-        R.c.res_type == "Consent", R.c.patient_key == key, R.c.deleted.is_(False))).all()
-    consents = [parse_stored_consent(orjson.loads(c), key) for (c,) in rows]
+    consents = [parse_stored_consent(orjson.loads(c), key) for c in ctx.repo.patient_consents(key)]
     facts = None
     ref = param(call, "resource")
     if ref:
         rtype, _, rid = ref.partition("/")
-        row = ctx.conn.execute(select(R.c.content, R.c.patient_key, R.c.custodian).where(
-            R.c.res_type == rtype, R.c.res_id == rid, R.c.deleted.is_(False))).first()
+        row = ctx.repo.record_facts(rtype, rid)
         if row is None or row[1] != key:
             raise NotFound(f"{ref} is not a record of Patient/{call.res_id}", expression=["resource"])
         custodian = row[2] or ""

@@ -41,7 +41,7 @@ def _run(operator: str | None, fn: Any) -> Any:
     principal = _operator(operator)
     try:
         with node.context(principal, write=True) as ctx:
-            return fn(node.identity, ctx.conn, principal.user_id)
+            return fn(node.identity, ctx.repo.conn, principal.user_id)
     except FhirError as err:
         console.print(f"[red]{err.diagnostics}[/]")
         raise typer.Exit(code=1) from None

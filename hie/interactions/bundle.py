@@ -477,7 +477,7 @@ def batch(ctx: Context, bundle: dict[str, Any]) -> Result:
     results: dict[int, Result] = {}
     for entry in entries:
         try:
-            with ctx.conn.begin_nested():
+            with ctx.repo.savepoint():
                 results[entry.index] = dispatch(ctx, entry)
         except FhirError as err:
             results[entry.index] = _ErrorResult(_error_for(entry, err))

@@ -1,11 +1,16 @@
-"""Per-request context handed to every interaction."""
+"""Per-request context handed to every interaction.
+
+There is no raw connection here: interactions reach stored data only through
+``repo`` (the principal's repository, which carries the access predicate into every
+statement). Tables that are not resource data (auth, audit, identity, consent grants,
+node settings) are read and written by named functions of their own modules, which
+take the connection from the repository.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import Connection
 
 from hie.principal import Principal
 from hie.storage.access import AccessPredicate
@@ -14,7 +19,6 @@ from hie.storage.repository import Repository
 
 @dataclass
 class Context:
-    conn: Connection
     principal: Principal
     registry: Any  # hie.search.registry.SearchRegistry
     repo: Repository

@@ -7,7 +7,8 @@ Implements https://hl7.org/fhir/R4/http.html#search and https://hl7.org/fhir/R4/
 
 Paging is offset-based over a total order (the requested sort keys, then
 ``resource.pk``), so ``next``/``previous`` links are stable while the data does not
-change. Every SQL statement is built by :mod:`hie.search.query` with ``ctx.access``.
+change. The statements run in the repository (``ctx.repo.search``, ``ctx.repo.include``),
+which builds them with :mod:`hie.search.query` and its access predicate.
 
 Statements per search: the page (its rows carry the resource content, read by the same
 statement that applies the access predicate); the count only when the page does not
@@ -23,15 +24,7 @@ import orjson
 
 from hie.errors import InvalidSearch
 from hie.interactions.result import Result
-from hie.search.query import (
-    Builder,
-    Env,
-    count_query,
-    page_query,
-    prefer_custom_plans,
-    resolve_includes,
-    split_params,
-)
+from hie.search.query import split_params
 from hie.search.summary import apply_elements, apply_summary
 
 DEFAULT_COUNT = 50
@@ -107,27 +100,13 @@ def search_bundle(
                 raise InvalidSearch(f"Unknown modifier on {key}", expression=[key])
             includes.extend((v, base == "_revinclude", mod in ("iterate", "recurse")) for v in vals)
 
-    b = Builder(Env(registry, ctx.access, ctx.base_url))
-    conn = ctx.conn
-    prefer_custom_plans(conn)
     if summary == "count":
         count = 0
-    rows: list[tuple[int, str, str, bytes]] = []
-    has_next = False
-    if count > 0:
-        rows = [tuple(row) for row in conn.execute(page_query(
-            b, res_type, parsed.criteria, sort=sort, count=count + 1, offset=offset, compartment=compartment))]
-        has_next = len(rows) > count
-        rows = rows[:count]
-    total: int | None = None
-    if total_mode != "none" or summary == "count":
-        if count > 0 and not has_next and (rows or offset == 0):
-            # The page reaches the last match, so it tells the total (from the same
-            # statement and snapshot as the page itself).
-            total = offset + len(rows)
-        else:
-            total = conn.execute(count_query(b, res_type, parsed.criteria, compartment)).scalar_one()
-    included = resolve_includes(conn, b, rows, includes) if includes and rows else []
+    page = ctx.repo.search(res_type, parsed.criteria, sort=sort, count=count, offset=offset,
+                           compartment=compartment, base_url=ctx.base_url,
+                           total=total_mode != "none" or summary == "count")
+    rows, has_next, total = page.rows, page.has_next, page.total
+    included = ctx.repo.include(rows, includes, base_url=ctx.base_url)
 
     base_path = f"{ctx.base_url}/{res_type}" if res_type else ctx.base_url
     if compartment:

@@ -92,6 +92,9 @@ class StoredSearchParameters:
                 return
             rows = conn.execute(select(R.c.content).where(
                 R.c.res_type == "SearchParameter", R.c.deleted.is_(False))).scalars().all()
+            # read as the node itself: audited
+            self.node.system_use("search-parameter-refresh",
+                                 f"{len(rows)} stored SearchParameter(s), version {version}")
             active = [orjson.loads(c) for c in rows]
             active = [d for d in active if d.get("status") == "active"]
             # Always built the same way: the vendored definitions, the configuration other

@@ -28,9 +28,18 @@ class AccessPolicy(Protocol):
         ...
 
 
-class OpenPolicy:
-    """No row-level restriction: for tools and tests that need none. The node itself runs
-    :class:`hie.enforcement.policy.ConsentPolicy`."""
+class UnrestrictedPolicy:
+    """No row-level restriction, for a tool or test that truly needs none; it must say why.
+
+    There is no default policy: a repository without one cannot be built (fail closed).
+    The node runs :class:`hie.enforcement.policy.ConsentPolicy`; the system principal gets
+    its unrestricted predicate from that policy too, so this class is for code that works
+    without a node (e.g. a test of the query builder against its reference semantics)."""
+
+    def __init__(self, reason: str) -> None:
+        if not reason.strip():
+            raise ValueError("UnrestrictedPolicy needs the reason no restriction applies")
+        self.reason = reason
 
     def predicate(self, principal: Principal, conn: Connection | None = None) -> AccessPredicate:
         return lambda _alias: true()

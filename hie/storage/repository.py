@@ -273,11 +273,13 @@ class Repository:
                                  .order_by(R.c.pk).limit(limit)).all()
         if not rows:
             return None, 0
-        self._batch_writes, self._key_cache = (), {}
+        self._batch_writes = ()
+        self._key_cache = {}
         versions = self.conn.execute(
             select(V.c.pk, V.c.resource_pk, V.c.content, *(V.c[c] for c in _META_COLS))
             .where(V.c.resource_pk.in_([r[0] for r in rows])).order_by(V.c.resource_pk, V.c.version_id)).all()
-        changed, last_of = 0, {}
+        changed = 0
+        last_of: dict[int, dict[str, Any]] = {}
         for vpk, rpk, content, *old in versions:
             new = self._recomputed(content, dict(zip(_META_COLS, old, strict=True)), last_of.get(rpk))
             last_of[rpk] = new
@@ -291,7 +293,9 @@ class Repository:
                 changed += 1
         return rows[-1][0], changed
 
-    def _recomputed(self, content: bytes | None, old: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    def _recomputed(
+        self, content: bytes | None, old: dict[str, Any], previous: dict[str, Any] | None
+    ) -> dict[str, Any]:
         if content is None:  # a deletion keeps what the version before it was
             return dict(previous) if previous is not None else old
         meta, key = self._resolve_patient(row_meta(orjson.loads(content), old["custodian"]))
@@ -339,11 +343,12 @@ class Repository:
 
     _current_write: int | None = None
     _batch_writes: Sequence[Write] = ()
+    _key_cache: dict[str, str]  # local Patient id -> regional key, per write batch
 
     def _write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
         from hie.search.indexer import delete_index_many, write_index_many
 
-        self._key_cache: dict[str, str] = {}
+        self._key_cache = {}
         self._batch_writes = writes  # targets of patient_via written in the same batch
 
         now = self.clock.now_us()

@@ -198,13 +198,13 @@ def patient_refs(resource: dict[str, Any], _depth: int = 0) -> tuple[tuple[str, 
             via += v
         return tuple(dict.fromkeys(ids)), tuple(dict.fromkeys(via))
     for paths in about_paths(rtype or ""):
-        found = _patients_at(resource, paths)
-        if found:
-            return tuple(dict.fromkeys(found)), ()
+        named = _patients_at(resource, paths)
+        if named:
+            return tuple(dict.fromkeys(named)), ()
     direct, indirect = EXPLICIT.get(rtype or "", ((), ()))
-    found = _patients_at(resource, direct)
-    if found:
-        return tuple(dict.fromkeys(found)), ()
+    named = _patients_at(resource, direct)
+    if named:
+        return tuple(dict.fromkeys(named)), ()
     return (), tuple(dict.fromkeys(_others_at(resource, indirect)))
 
 

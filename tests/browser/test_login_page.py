@@ -73,7 +73,7 @@ def live(sqlite_node):
     saved = node.settings
     # Tokens name the FHIR base the browser used: let the node derive it from the request.
     node.settings = Settings(database_url=saved.database_url, data_dir=saved.data_dir, base_url=None,
-                             pool_size=saved.pool_size)
+                             pool_size=saved.pool_size, audit_system_use=saved.audit_system_use)
     recorder = AuditRecorder(node, interval=None)
     try:
         with LiveServer(create_app(node, audit=recorder)) as srv:

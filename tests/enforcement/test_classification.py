@@ -47,8 +47,10 @@ def sample(rtype: str) -> tuple[dict[str, Any], str]:
         return {"resourceType": "Patient", "id": "p1"}, "itself"
     if rtype == "Bundle":
         return {"resourceType": "Bundle", "type": "document", "entry": [
-            {"fullUrl": "urn:uuid:c", "resource": {"resourceType": "Composition", "subject": {"reference": "urn:uuid:p"}}},
-            {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "id": "p1"}}]}, "document: Composition.subject"
+            {"fullUrl": "urn:uuid:c",
+             "resource": {"resourceType": "Composition", "subject": {"reference": "urn:uuid:p"}}},
+            {"fullUrl": "urn:uuid:p", "resource": {"resourceType": "Patient", "id": "p1"}}],
+        }, "document: Composition.subject"
     if rtype == "Parameters":
         return {"resourceType": "Parameters", "parameter": [{"name": "x", "resource": {
             "resourceType": "Observation", "subject": pat}}]}, "what it carries"
@@ -207,7 +209,8 @@ def test_binary_takes_its_security_context(node):
     _put(node, [_binary("cls-bin-2", "DocumentReference/cls-doc-2"), _docref("cls-doc-2", "cls-p1")])
     assert _row(node, "Binary", "cls-bin-2")["patient_key"] == p1_key
     # a target about no patient: patient data of no single patient (custodian only), never administrative
-    _put(node, [{"resourceType": "Organization", "id": "cls-org", "name": "x"}, _binary("cls-bin-3", "Organization/cls-org")])
+    _put(node, [{"resourceType": "Organization", "id": "cls-org", "name": "x"},
+                _binary("cls-bin-3", "Organization/cls-org")])
     assert _row(node, "Binary", "cls-bin-3") == {"patient_key": None, "custodian": D, "data_class": "document",
                                                   "sensitive_labels": " "}
 

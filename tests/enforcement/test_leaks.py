@@ -139,7 +139,7 @@ def allowed_ids(node: Any, viewer: str) -> set[str]:
         "patient": Principal(kind="patient", name="p", user_id="x", patient_id="leakpat-1"),
     }[viewer]
     with node.context(principal, write=False) as ctx:
-        rows = ctx.conn.execute(select(resource.c.res_type, resource.c.res_id).where(
+        rows = ctx.repo.conn.execute(select(resource.c.res_type, resource.c.res_id).where(
             resource.c.deleted.is_(False), ctx.access(resource))).all()
     return {f"{t}/{i}" for t, i in rows}
 

@@ -92,7 +92,10 @@ def subset(p: Prober, got: set[str]) -> bool:
 # -- what each viewer may see, from the predicate ------------------------------------------------
 
 
-def expected_versions(node: Any, viewer: str) -> tuple[dict[str, bool], set[tuple[str, int]], dict[tuple[str, int], bool]]:
+Version = tuple[str, int]
+
+
+def expected_versions(node: Any, viewer: str) -> tuple[dict[str, bool], set[Version], dict[Version, bool]]:
     """(current refs the viewer sees -> deleted, visible (ref, version), (ref, version) -> is a
     deletion), by ADR 0006 applied in Python to the access predicate's rows."""
     principal = PRINCIPALS[viewer]
@@ -151,7 +154,8 @@ def apply_state(node: Any, state: str) -> None:
         put_all(node, [_obs0(meta=_meta(D, "PSY"))])
     elif state == "uninformed-v2":
         meta = _meta(D)
-        meta["tag"].append({"system": "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication", "code": "UNINFORMED"})
+        meta["tag"].append({"system": "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication",
+                            "code": "UNINFORMED"})
         put_all(node, [_obs0(meta=meta)])
     elif state == "moved-v2":
         put_all(node, [_obs0(subject={"reference": "Patient/leakpat-2"})])

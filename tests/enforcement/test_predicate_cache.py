@@ -28,7 +28,7 @@ P1_LAB = "Observation/lab-a-2026"
 
 def _run(node, principal) -> tuple[set[str], object]:
     with node.context(principal, write=False) as ctx:
-        result = ctx.conn.execute(select(resource.c.res_type, resource.c.res_id).where(
+        result = ctx.repo.conn.execute(select(resource.c.res_type, resource.c.res_id).where(
             resource.c.deleted.is_(False), ctx.access(resource)))
         hit = result.context.cache_hit
         ids = {f"{t}/{i}" for t, i in result.all()}
@@ -97,9 +97,9 @@ def test_the_predicate_binds_tighter_than_the_conditions_around_it(node):
     _setup(node, "facility-b-only")
     for name in ("facility-a", "facility-b", "facility-c"):
         with node.context(VIEWERS[name], write=False) as ctx:
-            types = set(ctx.conn.execute(select(resource.c.res_type).where(
+            types = set(ctx.repo.conn.execute(select(resource.c.res_type).where(
                 resource.c.res_type == "Observation", ctx.access(resource))).scalars())
-            hidden = ctx.conn.execute(select(resource.c.res_id).where(
+            hidden = ctx.repo.conn.execute(select(resource.c.res_id).where(
                 resource.c.res_id == "lab-a-2026", resource.c.deleted.is_(True), ctx.access(resource))).all()
         assert types <= {"Observation"}, name
         assert hidden == [], name

@@ -54,7 +54,7 @@ def test_revocation_applies_to_the_next_request_while_others_are_in_flight(node)
             # a request of the viewer's still in flight: an open read transaction of its own
             in_flight = node.context(Principal(kind="user", name="a", user_id="x", organization_id=A), write=False)
             ctx = in_flight.__enter__()
-            seen_before = ctx.conn.execute(select(resource.c.res_id).where(
+            seen_before = ctx.repo.conn.execute(select(resource.c.res_id).where(
                 resource.c.res_type == "Observation", ctx.access(resource))).scalars().all()
             assert "leakobs-0" in seen_before
 

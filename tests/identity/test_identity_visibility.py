@@ -49,7 +49,7 @@ def _write(node, *resources: dict[str, Any]) -> None:
 
 def _visible(node, principal: Principal) -> set[str]:
     with node.context(principal, write=False) as ctx:
-        rows = ctx.conn.execute(select(resource.c.res_type, resource.c.res_id).where(
+        rows = ctx.repo.conn.execute(select(resource.c.res_type, resource.c.res_id).where(
             resource.c.deleted.is_(False), ctx.access(resource))).all()
     return {f"{t}/{i}" for t, i in rows if t in ("Observation", "Patient")}
 
@@ -72,7 +72,7 @@ def test_consented_viewer_sees_a_newly_linked_facilitys_records_until_unlink(reg
     assert {"Observation/lab-a", "Observation/lab-b", "Patient/b1"} <= _visible(node, VIEWER_C)
 
     with node.context(SYSTEM, write=True) as ctx:
-        node.identity.unlink(ctx.conn, "b1", actor="staff")
+        node.identity.unlink(ctx.repo.conn, "b1", actor="staff")
     seen = _visible(node, VIEWER_C)
     assert "Observation/lab-b" not in seen and "Patient/b1" not in seen
     assert "Observation/lab-a" in seen
@@ -100,10 +100,10 @@ def test_grants_of_a_consent_recorded_for_a_record_follow_it_into_the_person(reg
     # At the counter, staff link B's record to the regional person (a1's): the consent
     # now covers the person, and its records at A.
     with node.context(SYSTEM, write=True) as ctx:
-        node.identity.link_at_counter(ctx.conn, "b1", actor="staff", target="a1")
+        node.identity.link_at_counter(ctx.repo.conn, "b1", actor="staff", target="a1")
     assert {"Observation/lab-a", "Observation/lab-b"} <= _visible(node, VIEWER_C)
 
     with node.context(SYSTEM, write=True) as ctx:
-        node.identity.unlink(ctx.conn, "b1", actor="staff")
+        node.identity.unlink(ctx.repo.conn, "b1", actor="staff")
     seen = _visible(node, VIEWER_C)
     assert "Observation/lab-b" in seen and "Observation/lab-a" not in seen

@@ -17,7 +17,10 @@ import pytest
 from sqlalchemy import Connection, create_engine, insert, text, true
 
 from hie.search.indexer import write_index_many
+from hie.principal import SYSTEM
 from hie.search.registry import SearchRegistry
+from hie.storage.access import UnrestrictedPolicy
+from hie.storage.repository import Repository
 from hie.storage.tables import metadata
 from hie.storage.tables import resource as R
 
@@ -137,6 +140,12 @@ class Ctx:
     access: Any
     base_url: str = BASE
     prefer_strict: bool = False
+
+    @property
+    def repo(self) -> Repository:
+        # The engine is tested against its reference semantics, without consent rules.
+        return Repository(self.conn, SYSTEM, registry=self.registry,
+                          policy=UnrestrictedPolicy("search engine tests: no consent data in these tables"))
 
 
 @pytest.fixture
