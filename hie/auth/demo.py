@@ -1,6 +1,9 @@
-"""Credentials for the demo region (``hie serve`` on an empty database): an operator, a
-clinician of 利根地域中央病院, a patient (山田太郎, demo-p1), the hospital's backend system
-(an ES384 key pair) and a public viewer app. Secrets are generated, written once to
+"""Credentials for the demo region (``hie serve`` on an empty database), one user per role:
+an operator (the region: registry, Consents, audit), a clinician of 利根地域中央病院, a
+registrar at the same hospital's counter (records patients' Consents), identity staff of
+羽生総合医療センター (links that facility's patients), a patient (山田太郎, demo-p1); plus the
+hospital's backend system (an ES384 key pair) and a public viewer app. Each missing user is
+added on start (an older demo database gains the new roles). Secrets are generated, written once to
 ``<data_dir>/demo-credentials.txt`` (mode 0600) and printed at every start; never
 committed. Not for production: a real region enrols people with ``hie admin``.
 
@@ -22,6 +25,17 @@ from hie.auth.users import add_user, get_by_username
 from hie.storage.db import write_tx
 
 HOSPITAL_CODE = "1110000011"  # tone-central in hie.demo
+IDENTITY_FACILITY_CODE = "1110000029"  # hanyu-general in hie.demo
+
+# (username, display name, kind, facility code, practitioner id, patient id, roles)
+USERS: list[tuple[str, str, str, str | None, str | None, str | None, list[str]]] = [
+    ("demo-operator", "Region operator", "operator", None, None, None, []),
+    ("demo-doctor", "田中 一郎 (tone-central)", "practitioner", HOSPITAL_CODE, "demo-pr1", None, []),
+    ("demo-registrar", "受付 花子 (tone-central, consent counter)", "staff", HOSPITAL_CODE, None, None, ["registrar"]),
+    ("demo-identity", "名寄 次郎 (hanyu-general, identity staff)", "staff", IDENTITY_FACILITY_CODE, None, None,
+     ["identity-staff"]),
+    ("demo-patient", "山田 太郎", "patient", None, None, "demo-p1", []),
+]
 APP_REDIRECT = "http://127.0.0.1:8765/callback"
 
 
@@ -32,17 +46,14 @@ def provision(node: Any) -> Path:
     svc = AuthService.for_node(node)
     lines: list[str] = []
     with write_tx(node.engine) as conn:
-        if get_by_username(conn, "demo-operator") is None:
-            for username, name, kind, extra in (
-                ("demo-operator", "Region operator", "operator", {}),
-                ("demo-doctor", "田中 一郎 (tone-central)", "practitioner",
-                 {"organization_code": HOSPITAL_CODE, "practitioner_id": "demo-pr1"}),
-                ("demo-patient", "山田 太郎", "patient", {"patient_id": "demo-p1"}),
-            ):
-                e = add_user(conn, svc.box, username=username, display_name=name, kind=kind,
-                             now_us=node.clock.now_us(), **extra)
-                lines += [f"user {username}: password {e.password}", f"  TOTP: {e.totp_uri}",
-                          f"  recovery codes: {' '.join(e.recovery_codes)}"]
+        for username, name, kind, code, practitioner, patient, roles in USERS:
+            if get_by_username(conn, username) is not None:
+                continue
+            e = add_user(conn, svc.box, username=username, display_name=name, kind=kind, now_us=node.clock.now_us(),
+                         organization_code=code, practitioner_id=practitioner, patient_id=patient, roles=roles)
+            role_text = f" ({kind}{', ' + ' '.join(roles) if roles else ''}{' at ' + code if code else ''})"
+            lines += [f"user {username}{role_text}: password {e.password}", f"  TOTP: {e.totp_uri}",
+                      f"  recovery codes: {' '.join(e.recovery_codes)}"]
         if get_client(conn, "demo-hospital-system") is None:
             key = jwk.ECKey.generate_key("P-384")
             key.ensure_kid()

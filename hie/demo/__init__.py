@@ -5,12 +5,17 @@ with a few synthetic patients whose records are spread across them.
 All names, numbers and codes are fictitious (institution codes follow the 10-digit
 layout: prefecture 11 = Saitama, table 1 = medical / 3 = dental / 4 = pharmacy).
 The bundle is built in code so ids stay deterministic: loading it twice changes nothing.
+
+Network roles (``hie.auth.registry.NETWORK_ROLE_EXT``): the imaging and lab centres only
+disclose (they read no other facility's records), the care facility only views, every other
+facility does both. ``hie.auth.demo`` enrols one user per role of the region.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from hie.auth.registry import FACILITY_KIND_SYSTEM, NETWORK_ROLE_EXT
 from hie.fhir.naming import CUSTODIAN_TAG_SYSTEM, FACILITY_PATIENT_ID_PREFIX, MEDICAL_INSTITUTION_SYSTEM
 
 JP_PATIENT = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_Patient"
@@ -20,7 +25,10 @@ JLAC10 = "http://medis.or.jp/CodeSystem/master-JLAC10-17digits"
 HOT9 = "http://medis.or.jp/CodeSystem/master-HOT9"
 MEDIS_DX = "http://medis.or.jp/CodeSystem/master-disease-exCode"
 ORG_TYPE = "http://terminology.hl7.org/CodeSystem/organization-type"
-FACILITY_KIND = "http://hie.example.jp/fhir/CodeSystem/facility-kind"
+FACILITY_KIND = FACILITY_KIND_SYSTEM
+
+# network role per facility id (the registry's default is "both")
+NETWORK_ROLE = {"tone-imaging": "disclosing", "tone-lab": "disclosing", "hasuda-care": "viewing"}
 
 # (id, institution code, name, kana, kind, city)
 FACILITIES = [
@@ -56,6 +64,7 @@ def _organization(fid: str, code: str, name: str, kana: str, kind: str, city: st
         "resourceType": "Organization",
         "id": fid,
         "meta": {"profile": [JP_ORG]},
+        "extension": [{"url": NETWORK_ROLE_EXT, "valueCode": NETWORK_ROLE.get(fid, "both")}],
         "identifier": [{"system": MEDICAL_INSTITUTION_SYSTEM, "value": code}],
         "active": True,
         "type": [

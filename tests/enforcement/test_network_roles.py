@@ -191,3 +191,30 @@ def test_an_exclusion_may_name_any_registered_facility_but_not_an_unknown_one(no
     put_all(node, [{**organization("nr-v"), "active": False}])
     revoked = held(builder.chosen_facilities("nr-c4", "Patient/nr-p1", ["Organization/nr-v"], status="inactive", **KW), A)
     assert app.put("/fhir/Consent/nr-c4", json=revoked, headers=auth).status_code in (200, 201)
+
+
+def test_the_demo_region_loads_with_network_roles_and_a_user_per_role(node):
+    from hie.auth.demo import HOSPITAL_CODE, USERS, provision
+    from hie.auth.users import get_by_username
+    from hie.demo import FACILITIES, NETWORK_ROLE, demo_bundle
+    from hie.enforcement.facilities import lookup
+    from hie.principal import SYSTEM
+
+    ingest_bundle(node, demo_bundle(), source="demo:tone-region")
+    again = ingest_bundle(node, demo_bundle(), source="demo:tone-region")  # loading twice changes nothing
+    assert {e["response"]["status"][:3] for e in again["entry"]} == {"200"}
+    with node.context(SYSTEM, write=False) as ctx:
+        roles = {fid: lookup(ctx.repo.conn, code) for fid, code, *_ in FACILITIES}
+    assert {fid: f.network_role for fid, f in roles.items() if f} == {
+        fid: NETWORK_ROLE.get(fid, "both") for fid, *_ in FACILITIES}
+    assert {"disclosing", "viewing", "both"} == {f.network_role for f in roles.values() if f}
+    text = provision(node).read_text()
+    with node.engine.connect() as conn:
+        for username, _name, kind, code, _pr, _pat, extra in USERS:
+            user = get_by_username(conn, username)
+            assert user is not None and user.kind == kind and user.organization_code == code, username
+            assert set(extra) <= set(user.roles), username
+            assert f"user {username} (" in text
+        assert "registrar" in get_by_username(conn, "demo-registrar").roles  # type: ignore[union-attr]
+        assert get_by_username(conn, "demo-registrar").organization_code == HOSPITAL_CODE  # type: ignore[union-attr]
+        assert "identity-staff" in get_by_username(conn, "demo-identity").roles  # type: ignore[union-attr]
