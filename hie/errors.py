@@ -125,6 +125,25 @@ class Forbidden(FhirError):
     status, issue_code, hie_code = 403, "forbidden", "HIE-2002"
 
 
+class WriteForbidden(Forbidden):
+    """The principal may not write this resource (type group, custody, consent authorship,
+    facility registration or network role); see :mod:`hie.enforcement.writes`."""
+
+    hie_code = "HIE-2004"
+
+
+class CustodyForbidden(Forbidden):
+    """A custodian ``meta.tag`` naming a facility other than the one the write must have."""
+
+    hie_code = "HIE-2005"
+
+
+class PatientEditForbidden(Forbidden):
+    """A patient changed an element of their Patient outside the elements they may edit."""
+
+    hie_code = "HIE-2006"
+
+
 class NotFound(FhirError):
     status, issue_code, hie_code = 404, "not-found", "HIE-3001"
 
@@ -162,12 +181,13 @@ class TooCostly(FhirError):
 
 class InternalError(FhirError):
     status, issue_code, hie_code = 500, "exception", "HIE-9000"
+    correlation_id: str = ""
 
 
 def internal_error(correlation_id: str | None = None) -> InternalError:
     cid = correlation_id or uuid.uuid4().hex
     err = InternalError(f"Internal server error; correlation id {cid}")
-    err.correlation_id = cid  # type: ignore[attr-defined]
+    err.correlation_id = cid
     return err
 
 

@@ -6,7 +6,9 @@ Every statement built here ANDs the principal's access predicate
 and maintenance pass :data:`hie.principal.SYSTEM`.
 
 Writes go through :meth:`Repository.write_batch`, one code path for single REST writes
-and for thousand-entry transactions: current rows are fetched in bulk, new rows are
+and for thousand-entry transactions: current rows are fetched in bulk, every write is
+authorized before anything is written (:mod:`hie.enforcement.writes`: who may write what,
+custody fixed at creation, no update-as-create of an id the writer cannot see), new rows are
 inserted with multi-row INSERT ... RETURNING, each update is a version-checked UPDATE
 (optimistic locking, so concurrent ``If-Match`` updates give one success and one
 412), every version is appended to ``resource_version``, and the search indexes are
@@ -31,8 +33,9 @@ from consent.classes import ADMINISTRATIVE
 from hie.clock import Clock, SystemClock, instant, new_id
 from hie.errors import FhirError, Gone, NotFound, PreconditionFailed, VersionConflict
 from hie.principal import Principal
-from hie.storage.access import AccessPolicy, AccessPredicate, OpenPolicy
-from hie.storage.rowmeta import RowMeta, row_meta
+from hie.storage.access import AccessPolicy, AccessPredicate
+from hie.storage.queries import NamedReads
+from hie.storage.rowmeta import RowMeta, patient_of, row_meta
 from hie.storage.tables import resource as R
 from hie.storage.tables import resource_version as V
 
@@ -89,7 +92,6 @@ class Write:
     res_id: str | None = None
     resource: dict[str, Any] | None = None
     if_match: int | None = None
-    allow_create: bool = True  # update-as-create with a client id
     method: str | None = None  # recorded in history (POST, PUT, PATCH, DELETE)
     #: Search-index rows extracted before the write transaction, as ``(basis, rows)``:
     #: ``rows`` is :func:`hie.search.indexer.extract_rows` of ``basis``. Used only when
@@ -134,14 +136,28 @@ def _precomputed_rows(w: Write) -> dict[str, list[dict[str, Any]]] | None:
     return None
 
 
-class Repository:
+@dataclass
+class _Plan:
+    """What one ``write_batch`` will do, decided (and authorized) before anything is written."""
+
+    results: list[WriteResult | None]
+    inserts: list[tuple[int, dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # (index, stub, resource)
+    updates: list[tuple[int, Stored, dict[str, Any]]] = field(default_factory=list)
+    deletes: list[tuple[int, Stored]] = field(default_factory=list)
+    custody: dict[int, str | None] = field(default_factory=dict)  # write index -> custodian
+    version_rows: list[dict[str, Any]] = field(default_factory=list)
+    fresh: list[tuple[int, str, str | None, dict[str, Any], Any]] = field(default_factory=list)  # index items
+    changed: list[tuple[int, str, str | None, dict[str, Any], Any]] = field(default_factory=list)
+
+
+class Repository(NamedReads):
     def __init__(
         self,
         conn: Connection,
         principal: Principal,
         *,
         registry: Any,
-        policy: AccessPolicy | None = None,
+        policy: AccessPolicy,
         clock: Clock | None = None,
         patient_key: PatientKeyResolver = identity_patient_key,
         id_factory: Callable[[], str] = new_id,
@@ -151,7 +167,9 @@ class Repository:
         self.principal = principal
         self.registry = registry
         self.clock = clock or SystemClock()
-        self.policy: AccessPolicy = policy or OpenPolicy()
+        if policy is None:  # fail closed: there is no open default
+            raise TypeError("Repository needs an access policy (no default: pass the node's, or an explicit one)")
+        self.policy: AccessPolicy = policy
         self.access: AccessPredicate = self.policy.predicate(principal, conn)
         self._patient_key = patient_key
         self.new_id = id_factory
@@ -346,20 +364,33 @@ class Repository:
     _key_cache: dict[str, str]  # local Patient id -> regional key, per write batch
 
     def _write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
-        from hie.search.indexer import delete_index_many, write_index_many
-
         self._key_cache = {}
         self._batch_writes = writes  # targets of patient_via written in the same batch
-
         now = self.clock.now_us()
         keys = [(w.res_type, w.res_id) for w in writes if w.kind != "create" and w.res_id]
-        existing = self.current_many(keys)
-        results: list[WriteResult | None] = [None] * len(writes)
-        inserts: list[tuple[int, dict[str, Any], dict[str, Any]]] = []  # (index, row, resource)
-        updates: list[tuple[int, Stored, dict[str, Any]]] = []
-        deletes: list[tuple[int, Stored]] = []
-        seen_new: set[tuple[str, str]] = set()
+        plan = self._plan(writes, self.current_many(keys))
+        if self.read_only and (plan.inserts or plan.updates or plan.deletes):
+            raise WriteNeeded
+        if plan.inserts and not self.principal.is_system:
+            self._refuse_hidden_ids(writes, plan.inserts)
+        self._current_write = None
+        self._insert_new(writes, plan, now)
+        self._apply_updates(writes, plan, now)
+        self._apply_deletes(writes, plan, now)
+        self._write_versions_and_index(plan)
+        assert all(r is not None for r in plan.results)
+        return plan.results  # type: ignore[return-value]
 
+    def _plan(self, writes: Sequence[Write], existing: dict[tuple[str, str], Stored]) -> _Plan:
+        """Sort the writes into inserts, updates, deletes and no-ops, authorizing each one
+        (:class:`hie.enforcement.writes.WriteGuard`) before anything is written."""
+        from hie.enforcement.writes import WriteGuard
+
+        guard = WriteGuard(self.principal, self.conn, key=self._key, patient_of=patient_of,
+                           custodial=self._custodial)
+        facts = self._stored_facts(existing.values())
+        plan = _Plan([None] * len(writes))
+        seen_new: set[tuple[str, str]] = set()
         for i, w in enumerate(writes):
             self._current_write = i
             cur = existing.get((w.res_type, w.res_id)) if w.res_id else None
@@ -370,92 +401,96 @@ class Repository:
                         f"{w.res_type}/{w.res_id}"
                     )
                 if cur is None or cur.deleted:
-                    results[i] = WriteResult("absent", cur)
+                    plan.results[i] = WriteResult("absent", cur)
                 else:
-                    deletes.append((i, cur))
+                    guard.authorize("delete", w.res_type, None, facts[cur.pk])
+                    plan.deletes.append((i, cur))
                 continue
             assert w.resource is not None
             if w.kind == "create" or cur is None:
+                if w.kind == "update" and not guard.may_create_with_id:
+                    # No update-as-create: an id the writer cannot see answers alike, free or hidden.
+                    raise NotFound(f"Resource {w.res_type}/{w.res_id} is not known")
                 if w.kind == "update" and w.if_match is not None:
-                    raise PreconditionFailed(
-                        f"If-Match given but {w.res_type}/{w.res_id} does not exist"
-                    )
+                    raise PreconditionFailed(f"If-Match given but {w.res_type}/{w.res_id} does not exist")
+                guard.authorize("create", w.res_type, w.resource, None)
+                plan.custody[i] = guard.custodian_for_create(w.res_type, w.resource)
                 rid = w.res_id or self.new_id()
                 if (w.res_type, rid) in seen_new:
                     raise VersionConflict(f"{w.res_type}/{rid} is written twice in one request")
                 seen_new.add((w.res_type, rid))
-                inserts.append((i, {"res_id": rid}, w.resource))
+                plan.inserts.append((i, {"res_id": rid}, w.resource))
                 continue
             if w.if_match is not None and cur.version_id != w.if_match:
                 raise PreconditionFailed(
                     f"If-Match version {w.if_match} does not match the current version "
                     f"{cur.version_id} of {w.res_type}/{w.res_id}"
                 )
-            if not cur.deleted and cur.content is not None:
-                if same_content(cur.content, {**w.resource, "id": w.res_id}):
-                    results[i] = WriteResult("noop", cur, cur.version_id)
-                    continue
-            updates.append((i, cur, w.resource))
+            guard.authorize("update", w.res_type, w.resource, facts[cur.pk])
+            plan.custody[i] = guard.custodian_for_update(w.res_type, w.resource, facts[cur.pk])
+            if not cur.deleted and cur.content is not None and same_content(cur.content, {**w.resource, "id": w.res_id}):
+                plan.results[i] = WriteResult("noop", cur, cur.version_id)
+                continue
+            plan.updates.append((i, cur, w.resource))
+        return plan
 
-        if self.read_only and (inserts or updates or deletes):
-            raise WriteNeeded
-        if inserts and not self.principal.is_system:
-            self._refuse_hidden_ids(writes, inserts)
-        version_rows: list[dict[str, Any]] = []
-        index_items: list[tuple[int, str, str | None, dict[str, Any], Any]] = []
+    def _row_values(self, body: dict[str, Any], custodian: str | None) -> tuple[str | None, dict[str, Any]]:
+        """(patient key, enforcement columns) of a stamped body; custody as the guard decided."""
+        meta, key = self._resolve_patient(row_meta(body, custodian))
+        return key, {**meta.columns(), "custodian": custodian}
 
-        # New resources: one multi-row INSERT ... RETURNING.
-        self._current_write = None
-        if inserts:
-            rows = []
-            prepared: list[tuple[int, dict[str, Any], dict[str, Any], Any]] = []
-            for i, stub, res in inserts:
-                w = writes[i]
-                body = self._stamp(res, stub["res_id"], 1, now)
-                meta = row_meta(body, self.principal.organization_id)
-                meta, pkey = self._resolve_patient(meta)
-                content = orjson.dumps(body)
-                row = {
-                    "res_type": w.res_type, "res_id": stub["res_id"], "version_id": 1,
-                    "last_updated": now, "deleted": False, "content": content,
-                    "patient_key": pkey, **meta.columns(),
-                }
-                rows.append(row)
-                prepared.append((i, row, body, pkey))
-            try:
-                pks = self.conn.execute(
-                    insert(R).returning(R.c.pk, sort_by_parameter_order=True), rows
-                ).scalars().all()
-            except IntegrityError:
-                raise VersionConflict(
-                    "A resource with the same type and id was created concurrently; retry the request"
-                ) from None
-            for (i, row, body, pkey), pk in zip(prepared, pks, strict=True):
-                st = Stored(pk, row["res_type"], row["res_id"], 1, now, False, row["content"], writes[i].method)
-                results[i] = WriteResult("created", st)
-                version_rows.append(self._version_row(pk, row, writes[i].method or "POST"))
-                index_items.append((pk, row["res_type"], pkey, body, _precomputed_rows(writes[i])))
+    def _insert_new(self, writes: Sequence[Write], plan: _Plan, now: int) -> None:
+        """New resources: one multi-row INSERT ... RETURNING."""
+        if not plan.inserts:
+            return
+        rows = []
+        prepared: list[tuple[int, dict[str, Any], dict[str, Any], Any]] = []
+        for i, stub, res in plan.inserts:
+            w = writes[i]
+            body = self._stamp(res, stub["res_id"], 1, now)
+            pkey, cols = self._row_values(body, plan.custody[i])
+            row = {
+                "res_type": w.res_type, "res_id": stub["res_id"], "version_id": 1,
+                "last_updated": now, "deleted": False, "content": orjson.dumps(body),
+                "patient_key": pkey, **cols,
+            }
+            rows.append(row)
+            prepared.append((i, row, body, pkey))
+        try:
+            pks = self.conn.execute(
+                insert(R).returning(R.c.pk, sort_by_parameter_order=True), rows
+            ).scalars().all()
+        except IntegrityError:
+            raise VersionConflict(
+                "A resource with the same type and id was created concurrently; retry the request"
+            ) from None
+        for (i, row, body, pkey), pk in zip(prepared, pks, strict=True):
+            st = Stored(pk, row["res_type"], row["res_id"], 1, now, False, row["content"], writes[i].method)
+            plan.results[i] = WriteResult("created", st)
+            plan.version_rows.append(self._version_row(pk, row, writes[i].method or "POST"))
+            plan.fresh.append((pk, row["res_type"], pkey, body, _precomputed_rows(writes[i])))
 
-        for i, cur, res in updates:
+    def _apply_updates(self, writes: Sequence[Write], plan: _Plan, now: int) -> None:
+        for i, cur, res in plan.updates:
             self._current_write = i
             w = writes[i]
             new_v = cur.version_id + 1
             body = self._stamp(res, cur.res_id, new_v, now)
-            meta = row_meta(body, self.principal.organization_id)
-            meta, pkey = self._resolve_patient(meta)
+            pkey, cols = self._row_values(body, plan.custody[i])
             content = orjson.dumps(body)
             vals = {
                 "version_id": new_v, "last_updated": now, "deleted": False, "content": content,
-                "patient_key": pkey, **meta.columns(),
+                "patient_key": pkey, **cols,
             }
             self._versioned_update(cur, w.if_match, vals)
             row = {"res_type": cur.res_type, "res_id": cur.res_id, **vals}
-            version_rows.append(self._version_row(cur.pk, row, w.method or "PUT"))
-            index_items.append((cur.pk, cur.res_type, pkey, body, _precomputed_rows(w)))
+            plan.version_rows.append(self._version_row(cur.pk, row, w.method or "PUT"))
+            plan.changed.append((cur.pk, cur.res_type, pkey, body, _precomputed_rows(w)))
             st = Stored(cur.pk, cur.res_type, cur.res_id, new_v, now, False, content, w.method)
-            results[i] = WriteResult("updated", st, cur.version_id)
+            plan.results[i] = WriteResult("updated", st, cur.version_id)
 
-        for i, cur in deletes:
+    def _apply_deletes(self, writes: Sequence[Write], plan: _Plan, now: int) -> None:
+        for i, cur in plan.deletes:
             self._current_write = i
             w = writes[i]
             new_v = cur.version_id + 1
@@ -463,33 +498,55 @@ class Repository:
             self._versioned_update(cur, w.if_match, vals)
             old = self.conn.execute(select(*(R.c[c] for c in _META_COLS)).where(R.c.pk == cur.pk)).one()
             row = {"res_type": cur.res_type, "res_id": cur.res_id, **vals, **dict(zip(_META_COLS, old, strict=True))}
-            version_rows.append(self._version_row(cur.pk, row, "DELETE"))
-            results[i] = WriteResult(
+            plan.version_rows.append(self._version_row(cur.pk, row, "DELETE"))
+            plan.results[i] = WriteResult(
                 "deleted", Stored(cur.pk, cur.res_type, cur.res_id, new_v, now, True, None, "DELETE"),
                 cur.version_id,
             )
 
-        if deletes:
-            delete_index_many(self.conn, [cur.pk for _, cur in deletes])
-        if version_rows:
-            self.conn.execute(insert(V), version_rows)
-        if index_items:
-            updated = {cur.pk for _, cur, _ in updates}
-            fresh = [it for it in index_items if it[0] not in updated]
-            changed = [it for it in index_items if it[0] in updated]
-            for items, replace in ((fresh, False), (changed, True)):
-                if items:
-                    write_index_many(
-                        self.conn, self.registry,
-                        [{"resource_pk": pk, "res_type": rt, "patient_key": pkey, "resource": body,
-                          "rows": rows}
-                         for pk, rt, pkey, body, rows in items],
-                        replace=replace,
-                    )
-        assert all(r is not None for r in results)
-        return results  # type: ignore[return-value]
+    def _write_versions_and_index(self, plan: _Plan) -> None:
+        from hie.search.indexer import delete_index_many, write_index_many
+
+        self._current_write = None
+        if plan.deletes:
+            delete_index_many(self.conn, [cur.pk for _, cur in plan.deletes])
+        if plan.version_rows:
+            self.conn.execute(insert(V), plan.version_rows)
+        for items, replace in ((plan.fresh, False), (plan.changed, True)):
+            if items:
+                write_index_many(
+                    self.conn, self.registry,
+                    [{"resource_pk": pk, "res_type": rt, "patient_key": pkey, "resource": body, "rows": rows}
+                     for pk, rt, pkey, body, rows in items],
+                    replace=replace,
+                )
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _stored_facts(self, rows: Iterable[Stored]) -> dict[int, Any]:
+        """Custodian and patient key of current rows the batch changes (what the write guard
+        judges); the content comes with the rows."""
+        from hie.enforcement.writes import StoredFacts
+
+        by_pk = {st.pk: st for st in rows}
+        out: dict[int, Any] = {}
+        for chunk in _chunks(list(by_pk), 900):
+            for pk, custodian, pkey in self.conn.execute(
+                    select(R.c.pk, R.c.custodian, R.c.patient_key).where(R.c.pk.in_(chunk))):
+                out[pk] = StoredFacts(custodian, pkey, by_pk[pk].content)
+        return out
+
+    def _custodial(self, res_type: str, res_ids: list[str], custodian: str) -> bool:
+        """Whether any of ``res_ids`` is a current (not deleted) ``res_type`` in the custody of
+        ``custodian``. A fact for the write guard only (registrar holding check): it returns
+        no data, so it does not apply the access predicate."""
+        for chunk in _chunks(list(dict.fromkeys(res_ids)), 400):
+            hit = self.conn.execute(select(R.c.pk).where(
+                R.c.res_type == res_type, R.c.res_id.in_(chunk), R.c.custodian == custodian,
+                R.c.deleted.is_(False)).limit(1)).first()
+            if hit is not None:
+                return True
+        return False
 
     def _resolve_patient(self, meta: RowMeta, depth: int = 0) -> tuple[RowMeta, str | None]:
         """The row's patient key (one distinct regional key, else None) and its metadata
@@ -544,7 +601,7 @@ class Repository:
         keys = [k for k in dict.fromkeys(keys) if k[1]]
         out: dict[tuple[str, str], Stored] = {}
         for chunk in _chunks(keys, 400):
-            stmt = select(*_COLS).where(_keys_match(chunk), self.visible(R))  # type: ignore[arg-type]
+            stmt = select(*_COLS).where(_keys_match(chunk), self.visible(R))
             for row in self.conn.execute(stmt):
                 st = Stored(*row)
                 out[(st.res_type, st.res_id)] = st

@@ -132,12 +132,18 @@ def test_patient_cannot_change_a_shared_administrative_resource(env, node, patie
     assert _stored(node, "Organization", "hosp")["name"] == "hosp"
 
 
-def test_patient_updates_own_patient_and_observation(env, node, patient_token):
+def test_patient_updates_own_contact_details_and_own_observation(env, node, patient_token):
+    """Within the compartment the write rules apply too (tests/enforcement/test_write_authz.py):
+    a patient changes contact details of their Patient and what they entered themself."""
     client, _ = env
+    mine = _stored(node, "Patient", "p1")
     r = _send(client, "PUT", "/fhir/Patient/p1", patient_token,
-              {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1980-01-01"})
+              {**mine, "telecom": [{"system": "phone", "value": "090-0000-0000"}]})
     assert r.status_code == 200, r.text
-    r = _send(client, "PUT", "/fhir/Observation/obs-p1", patient_token, _obs("p1", id="obs-p1", status="amended"))
+    r = _send(client, "POST", "/fhir/Observation", patient_token, _obs("p1"))
+    assert r.status_code == 201, r.text
+    oid = r.json()["id"]
+    r = _send(client, "PUT", f"/fhir/Observation/{oid}", patient_token, _obs("p1", id=oid, status="amended"))
     assert r.status_code == 200, r.text
 
 
