@@ -142,7 +142,7 @@ def facility_of(org_id: str, resource: dict[str, Any]) -> Facility | None:
     role = DEFAULT_NETWORK_ROLE
     for n, ext in enumerate(resource.get("extension") or ()):
         if isinstance(ext, dict) and ext.get("url") == NETWORK_ROLE_EXT:
-            role = ext.get("valueCode")
+            role = str(ext.get("valueCode"))
             if role not in NETWORK_ROLES:
                 path = f"Organization.extension[{n}].valueCode"
                 raise InvalidResource(f"{path}: network role must be one of {', '.join(NETWORK_ROLES)}",
@@ -167,6 +167,27 @@ def _refuse_duplicate_codes(orgs: dict[str, Facility], changed: dict[str, Facili
                 f"Organization/{other.org_id}", expression=["Organization.identifier"])
 
 
+def _follow_code_changes(conn: Connection, before: dict[str, Facility], after: dict[str, Facility],
+                         org_ids: list[str]) -> None:
+    """Consent grants name a facility by its code: when an Organization's code changes they
+    follow it; when it loses its code (or is deleted) its permits go, its exclusions stay."""
+    from hie.enforcement.grants import follow_registry  # grants imports this module
+
+    held = {f.code for f in after.values()}
+    renamed: dict[str, str] = {}
+    removed: set[str] = set()
+    for oid in org_ids:
+        old, new = before.get(oid), after.get(oid)
+        if old is None or old.code in held:
+            continue
+        if new is not None:
+            renamed[old.code] = new.code
+        else:
+            removed.add(old.code)
+    if renamed or removed:
+        follow_registry(conn, renamed, removed)
+
+
 def on_write(repo: Any, results: list[Any]) -> None:
     """Write listener: apply Organization writes to the snapshot and give it a new version."""
     from hie.enforcement.policy import put_setting  # policy imports this module
@@ -176,7 +197,8 @@ def on_write(repo: Any, results: list[Any]) -> None:
         return
     conn = repo.conn
     _setting(conn, VERSION_SETTING, for_update=True)  # serializes concurrent registry writers
-    orgs = dict(Directory.from_json(_setting(conn, DIRECTORY_SETTING, for_update=True)).orgs)
+    before = Directory.from_json(_setting(conn, DIRECTORY_SETTING, for_update=True)).orgs
+    orgs = dict(before)
     changed: dict[str, Facility] = {}
     for st in touched:
         orgs.pop(st.res_id, None)
@@ -186,6 +208,7 @@ def on_write(repo: Any, results: list[Any]) -> None:
         if f is not None:
             orgs[st.res_id] = changed[st.res_id] = f
     _refuse_duplicate_codes(orgs, changed)
+    _follow_code_changes(conn, before, orgs, [st.res_id for st in touched])
     now = repo.clock.now_us()
     by = repo.principal.name
     put_setting(conn, DIRECTORY_SETTING, Directory(orgs).to_json(), by=by, now=now)

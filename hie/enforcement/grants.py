@@ -122,3 +122,15 @@ def rekey(conn: Any, old_key: str, new_key: str) -> None:
     from sqlalchemy import update
 
     conn.execute(update(G).where(G.c.patient_key == old_key).values(patient_key=new_key))
+
+
+def follow_registry(conn: Any, renamed: dict[str, str], removed: set[str]) -> None:
+    """Keep grant rows on the facility their Consent named when the registry changes its code
+    (``renamed``: old code -> new code) or drops it (``removed``: the permits of that code
+    go, so a code registered again later inherits nothing; its exclusions stay)."""
+    from sqlalchemy import update
+
+    for old, new in renamed.items():
+        conn.execute(update(G).where(G.c.viewer_org == old).values(viewer_org=new))
+    if removed:
+        conn.execute(delete(G).where(G.c.viewer_org.in_(sorted(removed)), G.c.effect == "permit"))

@@ -218,3 +218,53 @@ def test_the_demo_region_loads_with_network_roles_and_a_user_per_role(node):
         assert "registrar" in get_by_username(conn, "demo-registrar").roles  # type: ignore[union-attr]
         assert get_by_username(conn, "demo-registrar").organization_code == HOSPITAL_CODE  # type: ignore[union-attr]
         assert "identity-staff" in get_by_username(conn, "demo-identity").roles  # type: ignore[union-attr]
+
+
+def test_grants_follow_an_organization_whose_code_changes_and_permits_go_with_a_deleted_one(node, app):
+    setup_region(node, builder.chosen_facilities("nr-c1", "Patient/nr-p1", ["Organization/nr-v"], **KW))
+    new_code = "1110000060"
+    svc = AuthService.for_node(node)
+    with write_tx(node.engine) as conn:
+        svc.ensure_local_client(conn)
+        enrol = add_user(conn, svc.box, username="nr-renamed", display_name="r", kind="practitioner",
+                         organization_code=new_code, now_us=node.clock.now_us())
+        renamed = svc.tokens.issue(conn, issuer=svc.issuer(BASE), audience=BASE, client_id=LOCAL_CLIENT_ID,
+                                   kind="user", scope=["user/*.rs"], expires_in=3600, user=enrol.user,
+                                   organization_code=new_code).token
+    t = tokens(node)
+    moved = organization("nr-v")
+    moved["identifier"] = [{"system": MEDICAL_INSTITUTION_SYSTEM, "value": new_code}]
+    put_all(node, [moved])
+    assert get(app, renamed, "Observation/nr-lab-a").status_code == 200
+    assert get(app, t["viewing"], "Observation/nr-lab-a").status_code == 404  # the old code is no facility now
+    ingest_bundle(node, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": "Organization/nr-v"}}]}, source="network-roles-test")
+    put_all(node, [{**organization("nr-v"), "id": "nr-v2", "identifier": moved["identifier"]}])  # code reused
+    assert get(app, renamed, "Observation/nr-lab-a").status_code == 404  # a new facility inherits no permit
+
+
+def test_each_network_role_is_its_own_compiled_shape(node):
+    from sqlalchemy import select
+
+    from hie.principal import Principal
+    from hie.storage.tables import resource
+
+    setup_region(node, builder.all_facilities("nr-c1", "Patient/nr-p1", **KW))
+
+    def run(code: str) -> tuple[set[str], str]:
+        who = Principal(kind="user", name=code, user_id=code, organization_id=code)
+        with node.context(who, write=False) as ctx:
+            result = ctx.repo.conn.execute(select(resource.c.res_id).where(
+                resource.c.res_type == "Observation", ctx.access(resource)))
+            return set(result.scalars()), str(result.context.compiled)
+
+    for _ in range(2):  # the second round runs on cached compilations
+        seen_a, sql_a = run(A)
+        seen_d, sql_d = run(D)
+        seen_v, sql_v = run(V)
+        seen_u, sql_u = run(U)
+        assert seen_a == {"nr-lab-a", "nr-lab-d"} and seen_v == {"nr-lab-a", "nr-lab-d"}
+        assert seen_d == {"nr-lab-d"} and seen_u == set()
+        assert "consent_grant" in sql_a and "consent_grant" in sql_v
+        assert "consent_grant" not in sql_d and "consent_grant" not in sql_u
+        assert "custodian" in sql_d and sql_v.count("custodian =") < sql_a.count("custodian =")
