@@ -306,18 +306,21 @@ def transaction(ctx: Context, bundle: dict[str, Any], prepared: Prepared | None 
                 rtype = entry.target_type
                 assert rtype and entry.resource is not None
                 rid = entry.target_id
+                kind = "update"
                 if rid is None:
                     rid = _match_one(ctx, rtype, entry.query, f"Conditional {entry.method.lower()}")
                     if rid is None:
                         if entry.method == "PATCH":
                             raise NotFound(f"Conditional patch '{entry.query}' matches no {rtype}")
+                        # No match: a create (with the body's id, an update as create).
+                        kind = "update" if entry.resource.get("id") else "create"
                         rid = entry.resource.get("id") or ctx.repo.new_id()
                 if entry.method == "PUT":
                     if entry.target_id is not None:
                         check_id_matches(entry.resource, rid, path=f"{entry.where}.resource")
                     _map_full_url(id_map, entry, rtype, rid)
                     claim(entry, rtype, rid)
-                    writes.append((entry, Write("update", rtype, rid, {**entry.resource, "id": rid},
+                    writes.append((entry, Write(kind, rtype, rid, {**entry.resource, "id": rid},
                                                 if_match=crud.parse_etag(entry.if_match), method="PUT",
                                                 index=prepared.index.get(entry.index) if prepared else None)))
                 else:

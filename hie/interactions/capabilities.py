@@ -40,7 +40,7 @@ def capabilities(ctx: Context) -> Result:
             "interaction": [{"code": c} for c in TYPE_INTERACTIONS],
             "versioning": "versioned-update",
             "readHistory": True,
-            "updateCreate": True,
+            "updateCreate": False,  # only the system principal and the operator (docs/security.md)
             "conditionalCreate": True,
             "conditionalRead": "full-support",
             "conditionalUpdate": True,
