@@ -133,26 +133,29 @@ def listen_mllp(
         allow = load_senders(senders, facility)
         ssl_ctx = tls_context(tls_cert, tls_key, tls_client_ca)
     except OptionError as err:
-        console.print(f"[red]error:[/] {err}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
+        _refuse(str(err), 2)
     logging.basicConfig(level=logging.INFO)
     node = _node(database_url)
     try:
         proc = Processor(node, facility, senders=allow, default_charset=charset)
     except FeedKeyError as err:
         node.close()
-        console.print(f"[red]error:[/] {err}", highlight=False)
-        raise typer.Exit(2) from None
+        _refuse(str(err), 2)
     who = f"{len(allow.entries)} registered senders" if allow.entries else f"every sender as facility {facility}"
     console.print(f"MLLP listener on {host}:{port}{' (TLS)' if ssl_ctx else ''}, {who}; Ctrl-C or SIGTERM to stop.")
     try:
         asyncio.run(_listen(proc, host, port, ssl_ctx))
     except OSError as err:
-        console.print(f"[red]error:[/] cannot listen on {host}:{port}: {err.strerror or err}", highlight=False)
-        raise typer.Exit(1) from None
+        _refuse(f"cannot listen on {host}:{port}: {err.strerror or err}", 1)
     finally:
         console.print(proc.stats.line(), highlight=False)
         node.close()
+
+
+def _refuse(message: str, code: int) -> None:
+    """One line on stderr (never wrapped), then exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
 
 
 async def _listen(proc, host: str, port: int, ssl_ctx) -> None:  # noqa: ANN001
