@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert
 
 from consent.errors import ConsentError
 from consent.grants import compile_grants
@@ -36,7 +36,6 @@ from hie.enforcement.tables import consent_grant as G
 from hie.enforcement import facilities
 from hie.errors import ConsentActorRefused, InvalidResource
 from hie.storage.repository import Repository, WriteResult
-from hie.storage.tables import resource as R
 
 
 def _us(moment: datetime | None) -> int | None:
@@ -107,7 +106,7 @@ def on_write(repo: Repository, results: list[WriteResult]) -> None:
         repo.conn.execute(delete(G).where(G.c.consent_pk == st.pk))
         if st.deleted or st.content is None:
             continue
-        patient_key = repo.conn.execute(select(R.c.patient_key).where(R.c.pk == st.pk)).scalar_one()
+        patient_key = repo.row_patient_key(st.pk)
         if patient_key is None:
             raise InvalidResource("Consent.patient: a Consent must name the Patient it is about",
                                   expression=["Consent.patient"])
