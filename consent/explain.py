@@ -156,15 +156,20 @@ def explain(
     purpose: str | None = TREAT,
     resource: ResourceFacts | None = None,
     policy: Policy = DEFAULT_POLICY,
+    viewer_may_view: bool = True,
+    viewer_may_disclose: bool = True,
 ) -> Explanation:
     """Explain what ``viewer_org`` may see of ``patient``'s record, and why.
 
-    ``patient`` is the key consents and facts carry (see :class:`consent.model.Consent`).
+    ``patient`` is the key consents and facts carry (see :class:`consent.model.Consent`);
+    ``viewer_may_view`` / ``viewer_may_disclose`` are the facility's network role from the
+    registry (see :class:`consent.request.AccessRequest`).
     """
     mine = [c for c in consents if c.patient == patient]
     facts = resource or ResourceFacts(patient=patient, custodian="", data_class=ADMINISTRATIVE)
     request = AccessRequest(resource=facts, now=now, viewer_org=viewer_org,
-                            viewer_practitioner=viewer_practitioner, purpose=purpose)
+                            viewer_practitioner=viewer_practitioner, purpose=purpose,
+                            viewer_may_view=viewer_may_view, viewer_may_disclose=viewer_may_disclose)
     findings = []
     for consent in mine:
         scopes = _scopes(consent.provision)

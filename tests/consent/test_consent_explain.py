@@ -64,3 +64,13 @@ def test_patient_without_consents_is_told_nothing_is_shared():
     assert exp.consents == ()
     assert "no consent on file" in exp.render()
     assert all(not d.allowed for _, d in exp.by_class)
+
+
+def test_a_facility_that_may_not_view_is_told_its_network_role_is_why():
+    permitted = dict(explain(PAT, "A", CONSENTS, now=NOW).by_class)
+    assert permitted["lab"].allowed
+    exp = explain(PAT, "A", CONSENTS, now=NOW, viewer_may_view=False)
+    outcomes = dict(exp.by_class)
+    assert not any(d.allowed for d in outcomes.values())
+    assert {r.basis for r in outcomes["lab"].reasons} == {"network-role"}
+    assert not dict(explain(PAT, "A", CONSENTS, now=NOW).by_class)["consent"].allowed  # never granted
