@@ -30,8 +30,9 @@ import asyncio
 import logging
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from adapters.feed import Feed, IngestRejected, describe, record
 from adapters.hl7v2.charset import Decoded, decode_message, msh_fields
@@ -185,7 +186,7 @@ def _key(inbound: Inbound) -> receipts.MessageKey:
     key = receipts.MessageKey(inbound.sending_app, inbound.sending_facility, inbound.control_id)
     for part, name in ((key.sending_app, "MSH-3"), (key.sending_facility, "MSH-4"), (key.control_id, "MSH-10")):
         if len(part) > receipts.MAX_KEY_PART:
-            raise V2Error(name, f"{name} is longer than {receipts.MAX_KEY_PART} characters", code="102")
+            raise ParseError(name, f"{name} is longer than {receipts.MAX_KEY_PART} characters", code="102")
     return key
 
 
@@ -287,7 +288,7 @@ async def serve(processor: Processor, host: str = "127.0.0.1", port: int = 2575,
             while not conns.stopping:
                 try:
                     data = await asyncio.wait_for(reader.read(65536), timeout=idle_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.info("MLLP %s idle for %ss: closing", peer.address, idle_timeout)
                     break
                 try:

@@ -41,7 +41,7 @@ def read_acks(sock: socket.socket, n: int, timeout: float = 30) -> list[str]:
     while len(acks) < n:
         try:
             chunk = sock.recv(65536)
-        except (ConnectionResetError, TimeoutError, socket.timeout):
+        except (ConnectionResetError, TimeoutError):
             break
         if not chunk:
             break
@@ -102,7 +102,7 @@ def counts(node, types: tuple[str, ...]) -> dict[str, int]:  # noqa: ANN001
     entries = [{"request": {"method": "GET", "url": f"{t}?_summary=count"}} for t in types]
     resp = ingest_bundle(node, {"resourceType": "Bundle", "type": "batch", "entry": entries}, source="test:count")
     out = {}
-    for t, e in zip(types, resp["entry"]):
+    for t, e in zip(types, resp["entry"], strict=True):
         assert str(e["response"]["status"]).startswith("200"), e
         out[t] = e["resource"]["total"]
     return out

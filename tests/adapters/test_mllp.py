@@ -65,7 +65,7 @@ def test_good_bad_duplicate_and_malformed_messages_get_the_right_acks(listener) 
         sock.sendall(frame(good[0]))  # duplicate
         acks = _read_acks(sock, len(good) + 6)
     assert len(acks) == len(good) + 6
-    for ack, msg in zip(acks[:len(good)], good):
+    for ack, msg in zip(acks[:len(good)], good, strict=True):
         ctrl = msg.split(b"\n")[0].lstrip(b"\xef\xbb\xbf").split(b"|")[9].decode()
         assert _msa(ack)[1:3] == ["AA", ctrl], ack
         assert _err(ack) is None
