@@ -29,11 +29,11 @@ from typing import Any
 
 import orjson
 from cryptography.exceptions import InvalidSignature
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, insert, select, text
 
 from hie.audit.tables import audit_chain as A
 from hie.audit.tables import audit_checkpoint as K
-from hie.storage.tables import resource as R
+from hie.storage.queries import audit_event_rows, unchained_audit_events
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x41554454  # "AUDT"
@@ -147,12 +147,7 @@ def verify(conn: Connection, keys: Any) -> Report:
 
     def check_resources(rows: list[Any]) -> None:
         ids = [r.event_id for r in rows]
-        stored = {
-            r.res_id: r for r in conn.execute(
-                select(R.c.res_id, R.c.version_id, R.c.deleted, R.c.content)
-                .where(R.c.res_type == "AuditEvent", R.c.res_id.in_(ids))
-            )
-        }
+        stored = audit_event_rows(conn, ids)
         for row in rows:
             st = stored.get(row.event_id)
             if st is None:
@@ -208,13 +203,7 @@ def verify(conn: Connection, keys: Any) -> Report:
     if max_seq > last_signed:
         rep.add(f"seq {last_signed + 1}..{max_seq}: records after the last signed checkpoint (inserted records)")
 
-    unchained = conn.execute(
-        select(func.count()).select_from(R).where(R.c.res_type == "AuditEvent", R.c.res_id.not_in(
-            select(A.c.event_id)))
-    ).scalar_one()
+    unchained, ids = unchained_audit_events(conn, select(A.c.event_id))
     if unchained:
-        ids = conn.execute(
-            select(R.c.res_id).where(R.c.res_type == "AuditEvent", R.c.res_id.not_in(select(A.c.event_id))).limit(5)
-        ).scalars().all()
         rep.add(f"{unchained} AuditEvent resource(s) not in the chain (inserted records), e.g. {', '.join(ids)}")
     return rep

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from hie.storage.tables import resource as R
 
@@ -127,3 +127,23 @@ def any_resource(engine: Engine) -> bool:
     """Whether the database holds any resource (``hie serve`` loads the demo into an empty one)."""
     with engine.connect() as conn:
         return conn.execute(select(R.c.pk).limit(1)).first() is not None
+
+
+# -- audit trail verification (``hie audit verify``, as the node itself) ------------------------
+
+
+def audit_event_rows(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
+    """Current rows ``(res_id, version_id, deleted, content)`` of the AuditEvents ``ids``,
+    tombstones included (a deleted record is what verification looks for)."""
+    stmt = select(R.c.res_id, R.c.version_id, R.c.deleted, R.c.content).where(
+        R.c.res_type == "AuditEvent", R.c.res_id.in_(list(ids)))
+    return {row.res_id: row for row in conn.execute(stmt)}
+
+
+def unchained_audit_events(conn: Connection, chained_ids: Any, *, sample: int = 5) -> tuple[int, list[str]]:
+    """How many stored AuditEvents are not among ``chained_ids`` (a subquery of event ids),
+    and up to ``sample`` of their ids (inserted records)."""
+    cond = (R.c.res_type == "AuditEvent") & R.c.res_id.not_in(chained_ids)
+    count = conn.execute(select(func.count()).select_from(R).where(cond)).scalar_one()
+    ids = list(conn.execute(select(R.c.res_id).where(cond).limit(sample)).scalars()) if count else []
+    return count, ids

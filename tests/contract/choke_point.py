@@ -57,13 +57,7 @@ OWN_TABLES: dict[str, str] = {
 }
 
 #: Known violations to be moved behind the repository: module -> what remains to do.
-PENDING: dict[str, str] = {
-    "hie/audit/chain.py": "audit verify reads AuditEvent rows (tombstones included) by id and counts "
-                          "unchained ones on resource: move both reads into hie/storage/queries.py",
-    "hie/enforcement/grants.py": "facility_key reads Organization content (hie.enforcement.facilities has it), "
-                                 "on_write reads the Consent row's patient key (Repository.row_patient_key) "
-                                 "(owner H2)",
-}
+PENDING: dict[str, str] = {}
 
 _TABLE_NAMES = r"(resource|resource_version|search_[a-z_]+)"
 _SQL_TEXT = re.compile(rf"(?i)\b(from|join|into|update|table)\s+\"?{_TABLE_NAMES}\b")
