@@ -274,6 +274,7 @@ def decide(request: AccessRequest, consents: Iterable[Consent], policy: Policy =
             f"Organization/{request.viewer_org} is not a registered, active facility whose network role "
             "lets it view other facilities' data"),))
 
+    reasons: tuple[Reason, ...]
     if facts.data_class in NEVER_GRANTED:
         effect, reasons = Effect.NOT_APPLICABLE, (Reason(
             Effect.NOT_APPLICABLE, "never-granted",
