@@ -82,6 +82,8 @@ class Node:
         recorder = self.__dict__.get("_hie_audit")
         if recorder is not None:  # store what this process journaled (system use included)
             recorder.close()
+            if recorder.store:  # and what loader worker processes left (they exit without atexit)
+                recorder.recover()
         self.engine.dispose()
 
     def service(self, name: str, factory: Callable[[], Any]) -> Any:

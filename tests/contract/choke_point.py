@@ -6,8 +6,8 @@ named reads and writes, with a principal and its access policy. This module walk
 AST of every module of a source tree and reports, per module:
 
 * ``tables``: imports the resource, version or index tables (``hie.storage.tables``
-  ``resource``/``resource_version``, anything of ``hie.search.tables``), or carries SQL text
-  naming them;
+  ``resource``/``resource_version``, anything of ``hie.search.tables``), names them to
+  ``table()``/``Table()``/``metadata.tables[...]``, or carries SQL text naming them;
 * ``execute``: calls ``.execute(`` / ``.exec_driver_sql(`` (a statement on a connection);
 * ``conn``: reaches a raw connection through an attribute (``ctx.conn``, ``repo.conn``).
 
@@ -111,7 +111,23 @@ def check_source(path: str, source: str) -> list[Finding]:
             found.append(Finding(path, line, "execute", f"{ast.unparse(node.func)}(...)"))
         elif isinstance(node, ast.Attribute) and node.attr == "conn":
             found.append(Finding(path, line, "conn", ast.unparse(node)))
+        elif _named_table(node):
+            found.append(Finding(path, line, "tables", ast.unparse(node)))
     return found
+
+
+def _named_table(node: ast.AST) -> bool:
+    """``table("resource", ...)``/``Table("search_token", ...)`` or ``metadata.tables["resource"]``."""
+    arg: ast.AST | None = None
+    if isinstance(node, ast.Call) and node.args and (
+            (isinstance(node.func, ast.Name) and node.func.id in ("table", "Table"))
+            or (isinstance(node.func, ast.Attribute) and node.func.attr in ("table", "Table"))):
+        arg = node.args[0]
+    elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "tables":
+        arg = node.slice
+    if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+        return False
+    return re.fullmatch(_TABLE_NAMES, arg.value) is not None
 
 
 def iter_modules(root: Path, packages: Iterable[str] = ROOTS) -> Iterable[tuple[str, Path]]:

@@ -37,6 +37,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tree")
     for pkg in ROOTS:
         shutil.copytree(ROOT / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    assert violations(root) == []  # the copy is as clean as the real tree
     return root
 
 
@@ -67,6 +68,16 @@ LEAKS = {
     "SQL text": """
         QUERY = "SELECT content FROM resource_version WHERE res_id = :id"
     """,
+    "table by name": """
+        from sqlalchemy import column, select, table
+
+        CONTENT = select(column("content")).select_from(table("resource"))
+    """,
+    "metadata lookup": """
+        from hie.storage.schema import metadata
+
+        VERSIONS = metadata.tables["resource_version"]
+    """,
     "driver SQL": """
         def peek(conn):
             return conn.exec_driver_sql("SELECT 1")
@@ -78,7 +89,6 @@ LEAKS = {
 def test_checker_flags_a_deliberately_added_raw_query(tree: Path, name: str) -> None:
     rel = "hie/interactions/leaky.py"
     module = tree / rel
-    assert violations(tree) == []  # the copy is as clean as the real tree
     module.write_text(textwrap.dedent(LEAKS[name]), encoding="utf-8")
     try:
         found = violations(tree)
