@@ -24,6 +24,7 @@ def _call(name: str, level: str, *, res_type: str | None = None, res_id: str | N
     try:
         node.upgrade()
         op = ops.find(name, level, res_type)
+        node.system_use("maintenance", f"hie consent: ${name} ({method})")  # as the system principal
         with node.context(SYSTEM, write=op.write) as ctx:
             result = op.fn(ctx, ops.OperationCall(name, level, res_type, res_id, params or [], None, method))
         assert isinstance(result.body, dict)

@@ -198,3 +198,30 @@ def test_system_use_is_not_recorded_when_turned_off(node) -> None:  # noqa: ANN0
 
     assert node.settings.audit_system_use is False  # the suite's nodes, as in tests/conftest.py
     assert record_system_use(node, "reindex") is None
+
+
+def test_maintenance_commands_record_their_system_use(node, monkeypatch) -> None:  # noqa: ANN001
+    """``hie reindex`` and ``hie consent`` as run by an operator: their AuditEvents are stored
+    when the command ends."""
+    from typer.testing import CliRunner
+
+    from hie.cli import app
+    from hie.principal import SYSTEM
+
+    url = node.settings.database_url if node.engine.dialect.name == "sqlite" else \
+        node.engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("HIE_DATABASE_URL", url)
+    monkeypatch.setenv("HIE_DATA_DIR", str(node.settings.data_dir))
+    monkeypatch.setenv("HIE_AUDIT_SYSTEM_USE", "on")
+    runner = CliRunner()
+    for args in (["reindex"], ["consent", "disaster", "status"]):
+        done = runner.invoke(app, args)
+        assert done.exit_code == 0, done.output
+    with node.context(SYSTEM, write=False) as ctx:
+        found = ctx.repo.search("AuditEvent", [], count=100)
+    import orjson
+
+    events = [orjson.loads(row[3]) for row in found.rows]
+    assert sorted(e["subtype"][0]["code"] for e in events) == ["maintenance", "reindex"]
+    [consent] = [e for e in events if e["subtype"][0]["code"] == "maintenance"]
+    assert consent["entity"][0]["description"] == "hie consent: $disaster-mode (GET)"
