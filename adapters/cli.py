@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -67,7 +68,6 @@ def import_ssmix2(
     database_url: str | None = _DB,
 ) -> None:
     """Import an SS-MIX2 standardized-storage tree (date order, resumable, idempotent)."""
-    from adapters.feed import Feed
     from adapters.hl7v2.errors import V2Error
     from adapters.hl7v2.ids import check_facility
     from adapters.ssmix2.importer import import_tree
@@ -78,7 +78,11 @@ def import_ssmix2(
     except V2Error as err:
         raise typer.BadParameter(err.reason, param_hint="--facility") from None
     node = _node(database_url)
-    feed = Feed(node, facility_names={facility: facility_name} if facility_name else {})
+    try:
+        feed = _feed(node, facility_names={facility: facility_name} if facility_name else {})
+    except typer.Exit:
+        node.close()
+        raise
     try:
         while True:
             with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -146,13 +150,33 @@ def listen_mllp(
     try:
         asyncio.run(_listen(proc, host, port, ssl_ctx))
     except OSError as err:
-        _refuse(f"cannot listen on {host}:{port}: {err.strerror or err}", 1)
-    finally:
-        console.print(proc.stats.line(), highlight=False)
         node.close()
+        _refuse(f"cannot listen on {host}:{port}: {err.strerror or err}", 1)
+    console.print(proc.stats.line(), highlight=False)
+    node.close()
 
 
-def _refuse(message: str, code: int) -> None:
+CHANNELS = ("load", "ssmix2", "mllp")
+STATUSES = ("failed", "replayed", "all")
+
+
+def _choice(option: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        _refuse(f"{option}: {value!r} is not one of {', '.join(allowed)}", 2)
+
+
+def _feed(node, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    """The node's Feed; a feed-id key that cannot be used is one line, exit 2."""
+    from adapters.feed import Feed
+    from adapters.hl7v2.ids import FeedKeyError
+
+    try:
+        return Feed(node, **kwargs)
+    except FeedKeyError as err:
+        _refuse(str(err), 2)
+
+
+def _refuse(message: str, code: int) -> NoReturn:
     """One line on stderr (never wrapped), then exit with ``code``."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -180,6 +204,8 @@ def ingest_failures(
     """List messages and files that could not be ingested."""
     from hie.ingest import list_failures
 
+    _choice("--status", status, STATUSES)
+    _choice("--channel", channel, CHANNELS)
     node = _node(database_url)
     try:
         rows = list_failures(node, status=None if status == "all" else status, channel=channel)
@@ -200,22 +226,25 @@ def ingest_replay(
     database_url: str | None = _DB,
 ) -> None:
     """Map and ingest stored failures again (after a fix)."""
-    from adapters.feed import Feed, replay_one
+    from adapters.feed import replay_one
     from hie.ingest import get_failure, list_failures
 
+    _choice("--channel", channel, CHANNELS)
     node = _node(database_url)
     try:
-        rows = [get_failure(node, i) for i in ids] if ids else list_failures(node, status="failed", channel=channel)
-        feed = Feed(node)
+        found = [(i, get_failure(node, i)) for i in ids] if ids else []
+        unknown = [str(i) for i, f in found if f is None]
+        if unknown:
+            _refuse(f"no ingest failure with id {', '.join(unknown)} (see hie ingest failures --status all)", 1)
+        rows = [f for _, f in found if f is not None] if ids else list_failures(node, status="failed", channel=channel)
+        feed = _feed(node)
         ok = 0
         for f in rows:
-            if f is None:
-                continue
             done, err = replay_one(node, feed, f)
             ok += done
             console.print(f"{f.pk} {f.source}: " + ("[green]ingested[/]" if done else f"[red]failed[/] {err}"))
-        console.print(f"{ok} of {len([r for r in rows if r])} replayed.")
-        if ok < len([r for r in rows if r]):
+        console.print(f"{ok} of {len(rows)} replayed.")
+        if ok < len(rows):
             raise typer.Exit(1)
     finally:
         node.close()

@@ -201,3 +201,20 @@ def test_tls_files_are_checked_at_start(tmp_path: Path) -> None:
     with pytest.raises(OptionError, match="--tls-cert/--tls-key: cannot load"):
         tls_context(tmp_path / "empty.pem", None, None)
     assert tls_context(None, None, None) is None
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), [
+    (("ingest", "failures", "--status", "bogus"), 2, "--status: 'bogus' is not one of failed, replayed, all"),
+    (("ingest", "failures", "--channel", "fax"), 2, "--channel: 'fax' is not one of load, ssmix2, mllp"),
+    (("ingest", "replay", "--channel", "fax"), 2, "--channel: 'fax' is not one of"),
+    (("ingest", "replay", "424242"), 1, "no ingest failure with id 424242"),
+])
+def test_feed_command_mistakes_are_one_line_and_a_non_zero_exit(tmp_path: Path, args: tuple[str, ...], code: int,
+                                                                needle: str) -> None:
+    env = dict(os.environ, HIE_DATA_DIR=str(tmp_path / "data"), HIE_DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite'}")
+    done = subprocess.run([sys.executable, "-m", "hie.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == code, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines[-1] == f"error: {needle}" or needle in lines[-1], done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

@@ -110,3 +110,45 @@ def test_sigterm_of_hie_listen_mllp_prints_its_counts_and_exits_0(tmp_path: Path
     text = err.decode(errors="replace")
     assert proc.returncode == 0, text
     assert "received 1, accepted 1" in text and "Traceback" not in text
+
+
+def test_sigterm_mid_burst_answers_the_message_in_hand_and_loses_nothing(tmp_path: Path) -> None:
+    from hie.app import Node
+    from hie.config import Settings
+    from hie.ingest import existing
+
+    from adapters.feed import Feed
+    from adapters.hl7v2.mapping import map_message
+
+    from .mllp_support import distinct_patient
+
+    port = _free_port()
+    env = _env(tmp_path)
+    burst = [adt_message(f"TERM-{i:03d}", f"T{i:04d}", **distinct_patient(i)) for i in range(40)]
+    proc = subprocess.Popen([sys.executable, "-m", "hie.cli", "listen", "mllp", "--port", str(port),
+                             "--facility", "2212345670"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_port(port, proc)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"".join(frame(m) for m in burst))
+            acks = read_acks(sock, 2)
+            proc.send_signal(signal.SIGTERM)
+            acks += read_acks(sock, len(burst))  # until the listener closes the connection
+            out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = err.decode(errors="replace")
+    assert proc.returncode == 0 and "Traceback" not in text, text
+    assert 2 <= len(acks) < len(burst), "SIGTERM did not land in the middle of the burst"
+    assert all(msa(a)[1] == "AA" for a in acks)
+    assert f"received {len(acks)}, accepted {len(acks)}," in text  # nothing processed without an answer
+    node = Node(Settings(database_url=env["HIE_DATABASE_URL"], data_dir=Path(env["HIE_DATA_DIR"])))
+    try:
+        ids = Feed(node).ids
+        urls = ["Patient/" + map_message(m, facility="2212345670", source="t", ids=ids).patient_id
+                for m in burst[:len(acks)]]
+        assert existing(node, urls) == set(urls)
+    finally:
+        node.close()
