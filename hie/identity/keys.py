@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from hie.errors import NotFound
 from hie.identity import store
@@ -20,8 +20,7 @@ _LOCK_ID: Final = 0x1D_E7_17  # pg_advisory_xact_lock key of identity changes
 
 def lock(conn: Connection) -> None:
     """Serialize identity changes on PostgreSQL (SQLite write transactions already are)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+    store.advisory_lock(conn, _LOCK_ID)
 
 
 def resolve(conn: Connection, patient_id: str, now: int) -> str:

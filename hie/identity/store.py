@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, insert, literal, or_, select, union_all, update
+from sqlalchemy import Connection, and_, delete, insert, literal, or_, select, text, union_all, update
 
 from hie.identity.tables import identity_block as B
 from hie.identity.tables import identity_event as E
@@ -36,6 +36,12 @@ def insert_ignore(conn: Connection, table: Any, values: dict[str, Any]) -> int:
 
     stmt: Any = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
     return conn.execute(stmt.values(**values).on_conflict_do_nothing()).rowcount
+
+
+def advisory_lock(conn: Connection, key: int) -> None:
+    """A transaction-level advisory lock on PostgreSQL (SQLite write transactions are serial)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
 # --- persons and links -----------------------------------------------------------------
