@@ -223,13 +223,19 @@ def ingest_failures(
 def ingest_replay(
     ids: list[int] = typer.Argument(None, help="Failure ids (default: all failed)."),
     channel: str | None = typer.Option(None, help="Only this channel."),
+    default_charset: str = typer.Option("ascii", help="Codec for MLLP messages without MSH-18 (as the listener's)."),
     database_url: str | None = _DB,
 ) -> None:
     """Map and ingest stored failures again (after a fix)."""
     from adapters.feed import replay_one
+    from adapters.mllp.options import OptionError, check_charset
     from hie.ingest import get_failure, list_failures
 
     _choice("--channel", channel, CHANNELS)
+    try:
+        charset = check_charset(default_charset)
+    except OptionError as exc:
+        _refuse(str(exc), 2)
     node = _node(database_url)
     try:
         found = [(i, get_failure(node, i)) for i in ids] if ids else []
@@ -240,7 +246,7 @@ def ingest_replay(
         feed = _feed(node)
         ok = 0
         for f in rows:
-            done, err = replay_one(node, feed, f)
+            done, err = replay_one(node, feed, f, default_charset=charset)
             ok += done
             console.print(f"{f.pk} {f.source}: " + ("[green]ingested[/]" if done else f"[red]failed[/] {err}"))
         console.print(f"{ok} of {len(rows)} replayed.")

@@ -196,8 +196,9 @@ def describe(err: Exception) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def replay_one(node: Any, feed: Feed, failure: Any) -> tuple[bool, str]:
-    """Map and ingest a stored failure again. Returns (ok, error text)."""
+def replay_one(node: Any, feed: Feed, failure: Any, *, default_charset: str = "ascii") -> tuple[bool, str]:
+    """Map and ingest a stored failure again. Returns (ok, error text). ``default_charset``:
+    for MLLP messages without MSH-18, the codec the listener was configured with."""
     from hie.ingest import mark_replayed
 
     try:
@@ -208,7 +209,8 @@ def replay_one(node: Any, feed: Feed, failure: Any) -> tuple[bool, str]:
             result = map_storage_bytes(bytes(failure.payload), Path(where), facility, ids=feed.ids)
             meta_source = where
         elif channel == "mllp":
-            result = map_message(bytes(failure.payload), facility=facility, source=f"mllp:{where}", ids=feed.ids)
+            result = map_message(bytes(failure.payload), facility=facility, source=f"mllp:{where}", ids=feed.ids,
+                                 default_charset=default_charset)
             meta_source = f"mllp:{where}"
         else:
             raise ValueError(f"unknown channel {channel!r}")

@@ -154,3 +154,26 @@ def test_kill_9_mid_burst_loses_nothing(database: str, tmp_path: Path) -> None:
         assert list_failures(node, channel="mllp") == []
     finally:
         node.close()
+
+
+def test_a_message_without_msh18_replays_with_the_listeners_charset(node, monkeypatch) -> None:  # noqa: ANN001
+    message = ("MSH|^~\\&|HIS|HOSP|HIE|HIE|20261201120000||ADT^A08^ADT_A01|SJ-1|P|2.5\rEVN||20261201120000\r"
+               "PID|1||SJ1^^^^PI||山田^太郎^^^^^L||19700101|M\rPV1|1|O\r").encode("shift_jis")
+    proc = Processor(node, FACILITY, default_charset="shift_jis")
+
+    def down(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(proc.feed, "submit", down)
+    assert msa(proc.handle(message).decode("shift_jis"))[1] == "AE"
+    (failure,) = list_failures(node, channel="mllp")
+    ok, why = replay_one(node, Feed(node), failure)  # HL7's default, ASCII: not decodable
+    assert not ok and "not valid ascii" in why
+    ok, why = replay_one(node, Feed(node), failure, default_charset="shift_jis")
+    assert ok, why
+    assert existing(node, [_patient_url_sjis(node, message)])
+
+
+def _patient_url_sjis(node, message: bytes) -> str:  # noqa: ANN001
+    result = map_message(message, facility=FACILITY, source="t", ids=Feed(node).ids, default_charset="shift_jis")
+    return f"Patient/{result.patient_id}"
