@@ -22,10 +22,13 @@ no longer violates is reported too, so the list only shrinks.
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import Table
 
 ROOTS = ("hie", "adapters", "consent")
 
@@ -79,9 +82,24 @@ def _allowed(path: str, table: dict[str, str]) -> bool:
     return any(path == k or (k.endswith("/") and path.startswith(k)) for k in table)
 
 
+def _reexported_table(module: str, name: str) -> bool:
+    """Whether ``from module import name`` yields a resource, version or index table under
+    another module's name (``from hie.storage.repository import R``)."""
+    if not module.startswith("hie."):
+        return False
+    try:
+        value = getattr(importlib.import_module(module), name, None)
+    except Exception:  # noqa: BLE001 - a module only the checked tree has
+        return False
+    return isinstance(value, Table) and re.fullmatch(_TABLE_NAMES, value.name) is not None
+
+
 def _table_import(node: ast.AST) -> str | None:
     if isinstance(node, ast.ImportFrom) and node.module:
         names = {a.name for a in node.names}
+        tables = sorted(n for n in names if _reexported_table(node.module, n))
+        if tables and node.module not in ("hie.storage.tables", "hie.search.tables"):
+            return f"from {node.module} import {', '.join(tables)}"
         if node.module == "hie.search.tables":
             return f"from hie.search.tables import {', '.join(sorted(names))}"
         if node.module == "hie.storage.tables" and names & _RESOURCE_NAMES:

@@ -78,6 +78,11 @@ LEAKS = {
 
         VERSIONS = metadata.tables["resource_version"]
     """,
+    "table under another module's name": """
+        from hie.storage.repository import R
+
+        CONTENT = R.c.content
+    """,
     "driver SQL": """
         def peek(conn):
             return conn.exec_driver_sql("SELECT 1")
