@@ -52,10 +52,17 @@ class Accepted:
 
 
 def content_hash(raw: bytes) -> str:
-    """SHA-256 of the message bytes, segment terminators normalised (CR, LF or CRLF) and
-    trailing whitespace ignored: a resend through another tool is still identical."""
+    """SHA-256 of the message bytes, segment terminators normalised (CR, LF or CRLF),
+    trailing whitespace and MSH-7 (date/time of message) ignored: a resend through
+    another tool, or a retry that stamps a new MSH-7, is still the same message."""
     body = raw.replace(b"\r\n", b"\r").replace(b"\n", b"\r").rstrip()
-    return hashlib.sha256(body).hexdigest()
+    head, sep, rest = body.partition(b"\r")
+    if head.startswith(b"MSH") and len(head) > 3:
+        fields = head.split(head[3:4])
+        if len(fields) > 6:
+            fields[6] = b""
+            head = head[3:4].join(fields)
+    return hashlib.sha256(head + sep + rest).hexdigest()
 
 
 def claim(node: Any, key: MessageKey, digest: str) -> Accepted | None:

@@ -53,6 +53,10 @@ def test_identical_resend_after_a_restart_gets_the_original_ack_and_is_not_store
     assert p2.stats.duplicates == 1 and p2.stats.accepted == 0
     assert existing(node, [_patient_url(node, first)])
     assert list_failures(node, channel="mllp") == []
+    retry = first.replace(b"|20261201120000||ADT^A08", b"|20261201120500||ADT^A08")  # a new MSH-7 only
+    assert retry != first
+    (ack3,), p3 = _run(node, retry)
+    assert ack3 == ack1 and p3.stats.duplicates == 1
 
 
 def test_same_control_id_with_other_content_gets_ar_and_is_kept_for_replay(node) -> None:  # noqa: ANN001
