@@ -1,6 +1,7 @@
-"""FHIR RESTful API over FastAPI: routes map (method, path) to one interaction each.
+"""FHIR RESTful API over FastAPI: one route under ``/fhir`` hands every request to the
+interaction table (:mod:`hie.interactions.table`), which says which interaction it is.
 
-The routes here only translate HTTP to interaction calls and back: content negotiation,
+The code here only translates HTTP to interaction calls and back: content negotiation,
 ``Prefer``, ``If-*`` headers, status and headers of the answer, and the one error
 converter (``FhirError`` -> OperationOutcome; anything else -> 500 with a correlation id
 and no stack trace in the body).
@@ -33,11 +34,8 @@ from hie.errors import (
     internal_error,
 )
 from hie.fhir.jsonio import loads
-from hie.fhir.validate import is_resource_type
-from hie.interactions import bundle, crud, history
-from hie.interactions.capabilities import capabilities
-from hie.interactions.context import Context
 from hie.interactions.result import Result
+from hie.interactions.table import METHODS, Call, Parsed, execute, parse
 from hie.principal import Principal
 
 log = logging.getLogger("hie.api")
@@ -55,8 +53,9 @@ def _negotiate(request: Request) -> None:
     if not accept or fmt:
         return
     kinds = [a.split(";")[0].strip().lower() for a in accept.split(",")]
-    if any(k in ("*/*", "application/*", "application/fhir+json", "application/json", "application/json+fhir", "text/json", "text/html")
-           for k in kinds):
+    acceptable = ("*/*", "application/*", "application/fhir+json", "application/json", "application/json+fhir",
+                  "text/json", "text/html")
+    if any(k in acceptable for k in kinds):
         return
     raise NotAcceptable(f"Accept {accept!r} cannot be satisfied; this server speaks application/fhir+json")
 
@@ -94,6 +93,8 @@ async def _body(request: Request, *, patch: bool = False) -> Any:
 
 def _render(result: Result, request: Request, base_url: str) -> Response:
     headers = result.http_headers(base_url)
+    if request.method == "HEAD":  # the GET's status and headers, no body
+        return Response(status_code=result.status, headers=headers, media_type=None)
     if result.status == 304 or result.body is None:
         status = result.status
         if result.body is None and status == 200 and request.method == "DELETE":
@@ -167,21 +168,19 @@ def create_app(
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> Response:
         err = internal_error(uuid.uuid4().hex)
-        log.error("unhandled error (correlation id %s)", err.correlation_id, exc_info=exc)  # type: ignore[attr-defined]
+        log.error("unhandled error (correlation id %s)", err.correlation_id, exc_info=exc)
         return _error_response(err)
 
-    async def run(request: Request, fn: Callable[[Context], Result], *, write: bool, bundle: Any = None) -> Response:
-        return await run_in_threadpool(run_sync, request, fn, write, bundle)
-
-    def run_sync(request: Request, fn: Callable[[Context], Result], write: bool, bundle: Any = None) -> Response:
+    def run_sync(request: Request, call: Call, bundle: Any = None) -> Response:
         principal: Principal | None = None
         try:
             _negotiate(request)
-            principal = authorize(node, request, auth, bundle)
-            ret, strict = _prefer(request)
             base = _base_url(node, request)
-            with node.context(principal, write=write, base_url=base, prefer_return=ret, prefer_strict=strict) as ctx:
-                result = fn(ctx)
+            principal = authorize(node, request, auth, call.parsed, bundle, base)
+            ret, strict = _prefer(request)
+            with node.context(principal, write=call.parsed.write, base_url=base, prefer_return=ret,
+                              prefer_strict=strict) as ctx:
+                result = execute(ctx, call)
             response = _render(result, request, base)
         except Exception as exc:
             if recorder is not None and (principal is None or principal.kind != "anonymous"):
@@ -197,57 +196,6 @@ def create_app(
             recorder.record(event_for(node, request, principal, status=result.status, result=result))
         return response
 
-    def check_type(res_type: str) -> None:
-        if not is_resource_type(res_type):
-            raise NotFound(f"Unknown resource type '{res_type}'", expression=[res_type])
-
-    def params_of(request: Request) -> list[tuple[str, str]]:
-        return parse_qsl(request.url.query, keep_blank_values=True)
-
-    async def form_params(request: Request) -> list[tuple[str, str]]:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype and ctype != "application/x-www-form-urlencoded":
-            raise UnsupportedMediaType("_search by POST needs Content-Type application/x-www-form-urlencoded")
-        raw = (await request.body()).decode("utf-8")
-        return params_of(request) + parse_qsl(raw, keep_blank_values=True)
-
-    def search_fn(res_type: str | None, params: list[tuple[str, str]], compartment: tuple[str, str] | None = None):
-        from hie.interactions import search as search_mod
-
-        return lambda ctx: search_mod.search(ctx, res_type, params, compartment=compartment)
-
-    async def invoke(request: Request, name: str, level: str, res_type: str | None, res_id: str | None) -> Response:
-        from hie.interactions import operations as ops
-
-        op = ops.find(name, level, res_type)
-        ops.check_method(op, request.method)
-        body = None
-        if request.method == "POST":
-            raw = await request.body()
-            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if raw and ctype == "application/x-www-form-urlencoded":
-                extra = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
-                call_params = params_of(request) + extra
-            else:
-                call_params = params_of(request)
-                if raw:
-                    if ctype and ctype not in JSON_TYPES:
-                        raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported for ${name}")
-                    body = loads(raw)
-        else:
-            call_params = params_of(request)
-        call = ops.OperationCall(name, level, res_type, res_id, call_params, body, request.method)
-        return await run(request, lambda ctx: op.fn(ctx, call), write=op.write)
-
-    @app.api_route("/fhir/{res_type}/{res_id}/{op_name}", methods=["POST"], include_in_schema=False)
-    async def instance_operation_post(res_type: str, res_id: str, op_name: str, request: Request) -> Response:
-        if not op_name.startswith("$"):
-            raise MethodNotAllowed(f"POST is not allowed on {request.url.path}")
-        check_type(res_type)
-        return await invoke(request, op_name[1:], "instance", res_type, res_id)
-
-    # -- system level ------------------------------------------------------------------
-
     @app.get("/", include_in_schema=False)
     def root() -> Response:
         return RedirectResponse("/fhir/metadata")
@@ -256,153 +204,68 @@ def create_app(
     def healthz() -> Response:
         return JSONResponse({"status": "ok"})
 
-    @app.get("/fhir/metadata")
-    async def metadata(request: Request) -> Response:
-        return await run(request, capabilities, write=False)
+    async def fhir(request: Request) -> Response:
+        """Every FHIR request: the interaction table parses it, :func:`_call_of` reads what
+        its row needs from the request, and :func:`execute` runs it."""
+        path = request.url.path
+        parsed = parse(request.method, path[len("/fhir"):], request.url.query)
+        call = await _call_of(request, parsed)
+        bundle = call.body if parsed.row.name == "batch-transaction" else None
+        return await run_in_threadpool(run_sync, request, call, bundle)
 
-    @app.post("/fhir")
-    @app.post("/fhir/")
-    async def system_bundle(request: Request) -> Response:
-        body = await _body(request)
-        return await run(request, lambda ctx: bundle.process(ctx, body), write=True, bundle=body)
-
-    @app.get("/fhir/_history")
-    async def system_history(request: Request) -> Response:
-        return await run(request, lambda ctx: history.history_system(ctx, params_of(request)), write=False)
-
-    @app.get("/fhir")
-    async def system_search(request: Request) -> Response:
-        return await run(request, search_fn(None, params_of(request)), write=False)
-
-    @app.post("/fhir/_search")
-    async def system_search_post(request: Request) -> Response:
-        params = await form_params(request)
-        return await run(request, search_fn(None, params), write=False)
-
-    # -- type level --------------------------------------------------------------------
-
-    @app.get("/fhir/{res_type}/_history")
-    async def type_history(res_type: str, request: Request) -> Response:
-        check_type(res_type)
-        return await run(request, lambda ctx: history.history_type(ctx, res_type, params_of(request)), write=False)
-
-    @app.post("/fhir/{res_type}/_search")
-    async def type_search_post(res_type: str, request: Request) -> Response:
-        check_type(res_type)
-        params = await form_params(request)
-        return await run(request, search_fn(res_type, params), write=False)
-
-    @app.get("/fhir/{res_type}")
-    async def type_search(res_type: str, request: Request) -> Response:
-        if res_type.startswith("$"):
-            return await invoke(request, res_type[1:], "system", None, None)
-        check_type(res_type)
-        return await run(request, search_fn(res_type, params_of(request)), write=False)
-
-    @app.post("/fhir/{res_type}")
-    async def create(res_type: str, request: Request) -> Response:
-        if res_type.startswith("$"):
-            return await invoke(request, res_type[1:], "system", None, None)
-        check_type(res_type)
-        body = await _body(request)
-        ine = request.headers.get("if-none-exist")
-        return await run(request, lambda ctx: crud.create(ctx, res_type, body, if_none_exist=ine), write=True)
-
-    @app.put("/fhir/{res_type}")
-    async def conditional_update(res_type: str, request: Request) -> Response:
-        check_type(res_type)
-        if not request.url.query:
-            raise MethodNotAllowed("PUT on a type needs search criteria (conditional update) or an id")
-        body = await _body(request)
-        im = request.headers.get("if-match")
-        return await run(request, lambda ctx: crud.conditional_update(ctx, res_type, request.url.query, body, if_match=im),
-                   write=True)
-
-    @app.patch("/fhir/{res_type}")
-    async def conditional_patch(res_type: str, request: Request) -> Response:
-        check_type(res_type)
-        if not request.url.query:
-            raise MethodNotAllowed("PATCH on a type needs search criteria (conditional patch) or an id")
-        ops = await _body(request, patch=True)
-        im = request.headers.get("if-match")
-        return await run(request, lambda ctx: crud.conditional_patch(ctx, res_type, request.url.query, ops, if_match=im),
-                   write=True)
-
-    @app.delete("/fhir/{res_type}")
-    async def conditional_delete(res_type: str, request: Request) -> Response:
-        check_type(res_type)
-        if not request.url.query:
-            raise MethodNotAllowed("DELETE on a type needs search criteria (conditional delete) or an id")
-        return await run(request, lambda ctx: crud.conditional_delete(ctx, res_type, request.url.query), write=True)
-
-    # -- instance level ----------------------------------------------------------------
-
-    @app.get("/fhir/{res_type}/{res_id}/_history/{version}")
-    async def vread(res_type: str, res_id: str, version: str, request: Request) -> Response:
-        check_type(res_type)
-        return await run(request, lambda ctx: crud.vread(ctx, res_type, res_id, version), write=False)
-
-    @app.get("/fhir/{res_type}/{res_id}/_history")
-    async def instance_history(res_type: str, res_id: str, request: Request) -> Response:
-        check_type(res_type)
-        return await run(request, lambda ctx: history.history_instance(ctx, res_type, res_id, params_of(request)),
-                   write=False)
-
-    @app.get("/fhir/{res_type}/{res_id}/{comp_type}")
-    async def compartment_search(res_type: str, res_id: str, comp_type: str, request: Request) -> Response:
-        check_type(res_type)
-        if comp_type.startswith("$"):
-            return await invoke(request, comp_type[1:], "instance", res_type, res_id)
-        if res_type != "Patient":
-            raise NotFound(f"Compartment search is supported for Patient, not {res_type}")
-        if comp_type == "*":
-            return await run(request, search_fn(None, params_of(request), ("Patient", res_id)), write=False)
-        check_type(comp_type)
-        return await run(request, search_fn(comp_type, params_of(request), ("Patient", res_id)), write=False)
-
-    @app.get("/fhir/{res_type}/{res_id}")
-    async def read(res_type: str, res_id: str, request: Request) -> Response:
-        check_type(res_type)
-        if res_id.startswith("$"):
-            return await invoke(request, res_id[1:], "type", res_type, None)
-        inm = request.headers.get("if-none-match")
-        ims_raw = request.headers.get("if-modified-since")
-        ims = None
-        if ims_raw:
-            from email.utils import parsedate_to_datetime
-
-            try:
-                ims = int(parsedate_to_datetime(ims_raw).timestamp() * 1_000_000)
-            except (TypeError, ValueError):
-                ims = None
-        return await run(request, lambda ctx: crud.read(ctx, res_type, res_id, if_none_match=inm, if_modified_since=ims),
-                   write=False)
-
-    @app.post("/fhir/{res_type}/{res_id}", include_in_schema=False)
-    async def type_operation_post(res_type: str, res_id: str, request: Request) -> Response:
-        check_type(res_type)
-        if not res_id.startswith("$"):
-            raise MethodNotAllowed(f"POST is not allowed on {request.url.path}; use PUT to update")
-        return await invoke(request, res_id[1:], "type", res_type, None)
-
-    @app.put("/fhir/{res_type}/{res_id}")
-    async def update(res_type: str, res_id: str, request: Request) -> Response:
-        check_type(res_type)
-        body = await _body(request)
-        im = request.headers.get("if-match")
-        return await run(request, lambda ctx: crud.update(ctx, res_type, res_id, body, if_match=im), write=True)
-
-    @app.patch("/fhir/{res_type}/{res_id}")
-    async def patch(res_type: str, res_id: str, request: Request) -> Response:
-        check_type(res_type)
-        ops = await _body(request, patch=True)
-        im = request.headers.get("if-match")
-        return await run(request, lambda ctx: crud.patch(ctx, res_type, res_id, ops, if_match=im), write=True)
-
-    @app.delete("/fhir/{res_type}/{res_id}")
-    async def delete(res_type: str, res_id: str, request: Request) -> Response:
-        check_type(res_type)
-        im = request.headers.get("if-match")
-        return await run(request, lambda ctx: crud.delete(ctx, res_type, res_id, if_match=im), write=True)
-
+    app.add_api_route("/fhir", fhir, methods=list(METHODS), include_in_schema=False)
+    app.add_api_route("/fhir/{path:path}", fhir, methods=list(METHODS), include_in_schema=False)
     return app
+
+
+async def _form(request: Request) -> list[tuple[str, str]]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype and ctype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("_search by POST needs Content-Type application/x-www-form-urlencoded")
+    return parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
+
+
+async def _operation_input(request: Request, parsed: Parsed) -> tuple[Parsed, Any]:
+    """A POSTed operation's form parameters (added to the query's) or JSON body."""
+    if parsed.method != "POST":
+        return parsed, None
+    raw = await request.body()
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if raw and ctype == "application/x-www-form-urlencoded":
+        return parsed.with_params(parse_qsl(raw.decode("utf-8"), keep_blank_values=True)), None
+    if raw and ctype and ctype not in JSON_TYPES:
+        raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported for ${parsed.operation.name}")
+    return parsed, loads(raw) if raw else None
+
+
+def _modified_since(request: Request) -> int | None:
+    raw = request.headers.get("if-modified-since")
+    if not raw:
+        return None
+    from email.utils import parsedate_to_datetime
+
+    try:
+        return int(parsedate_to_datetime(raw).timestamp() * 1_000_000)
+    except (TypeError, ValueError):
+        return None
+
+
+async def _call_of(request: Request, parsed: Parsed) -> Call:
+    """What the parsed request's row needs from the HTTP request: its body (resource, JSON
+    Patch, Bundle, form parameters, operation input) and its conditional headers."""
+    name = parsed.row.name
+    body: Any = None
+    if name in ("create", "update", "conditional-update", "batch-transaction"):
+        body = await _body(request)
+    elif name in ("patch", "conditional-patch"):
+        body = await _body(request, patch=True)
+    elif name.endswith("-post"):
+        parsed = parsed.with_params(await _form(request))
+    elif parsed.operation is not None:
+        parsed, body = await _operation_input(request, parsed)
+    h = request.headers
+    return Call(
+        parsed, body, if_match=h.get("if-match"), if_none_match=h.get("if-none-match"),
+        if_none_exist=h.get("if-none-exist") if name == "create" else None,
+        if_modified_since=_modified_since(request) if name == "read" else None,
+    )

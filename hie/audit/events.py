@@ -46,32 +46,17 @@ _ACTION = {"create": "C", "read": "R", "vread": "R", "history-instance": "R", "u
            "delete": "D"}
 
 
-def interaction_of(method: str, path: str) -> str:
-    """The restful-interaction code of a request to ``path`` (below /fhir)."""
-    segs = [s for s in path.strip("/").split("/") if s]
-    n = len(segs)
-    if n == 0:
-        return "search-system" if method == "GET" else "transaction"
-    if segs[-1].startswith("$") or (n >= 1 and segs[0].startswith("$")):
+def interaction_of(method: str, path: str, query: str = "") -> str:
+    """The restful-interaction code of a request to ``path`` (below /fhir), as the
+    interaction table (:mod:`hie.interactions.table`) parses it; ``operation`` for a
+    request it does not know."""
+    from hie.errors import FhirError
+    from hie.interactions.table import parse
+
+    try:
+        return parse(method, path, query).code
+    except FhirError:
         return "operation"
-    if segs[0] == "metadata":
-        return "capabilities"
-    if segs[0] in ("_history",):
-        return "history-system"
-    if segs[0] == "_search":
-        return "search-system"
-    if n == 1:
-        return {"GET": "search-type", "POST": "create", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete"}.get(method, "operation")
-    if n == 2:
-        if segs[1] == "_history":
-            return "history-type"
-        if segs[1] == "_search":
-            return "search-type"
-        return {"GET": "read", "HEAD": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "operation")
-    if segs[2] == "_history":
-        return "vread" if n == 4 else "history-instance"
-    return "search-type"  # compartment search
 
 
 def _patient_from_query(path: str, query: str) -> str | None:
@@ -96,7 +81,7 @@ def build(
     diagnostics: str | None = None, resource_ref: str | None = None, patient_id: str | None = None,
     network_address: str | None = None, server: str = "hie-node", event_id: str | None = None,
 ) -> dict[str, Any]:
-    interaction = interaction_of(method, path)
+    interaction = interaction_of(method, path, query)
     action = _ACTION.get(interaction, "E")
     outcome = "0" if status < 400 else ("8" if status >= 500 else "4")
     patient = patient_id or _patient_from_query(path, query) or (principal.patient_id if principal else None)

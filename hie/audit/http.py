@@ -33,13 +33,11 @@ def event_for(
     path = request.url.path
     path = path[len("/fhir"):] if path.startswith("/fhir") else path
     query = request.url.query
-    interaction = interaction_of(request.method, path)
+    interaction = interaction_of(request.method, path, query)
     segs = [s for s in path.strip("/").split("/") if s]
     ref = None
     patient = None
-    if len(segs) >= 2 and not segs[1].startswith(("_", "$")) and interaction in (
-        "read", "vread", "history-instance", "update", "patch", "delete"
-    ):
+    if interaction in ("read", "vread", "history-instance", "update", "patch", "delete") and len(segs) >= 2:
         ref = f"{segs[0]}/{segs[1]}"
     if result is not None and getattr(result, "location", None) and interaction in ("create", "update", "patch"):
         ref = "/".join(result.location.split("/")[:2])

@@ -12,6 +12,7 @@ from typing import Any
 from hie.auth import enforce
 from hie.auth.compartment import confine
 from hie.auth.service import AuthService
+from hie.interactions.table import Parsed
 from hie.principal import Principal
 
 PUBLIC = Principal(kind="anonymous", name="public endpoint (no data)")
@@ -37,18 +38,23 @@ def bearer_authenticator(node: Any) -> Callable[[Any], Principal]:
     return authenticate
 
 
-def authorize(node: Any, request: Any, authenticate: Callable[[Any], Principal], bundle: Any = None) -> Principal:
+def authorize(node: Any, request: Any, authenticate: Callable[[Any], Principal], parsed: Parsed,
+              bundle: Any = None, base: str = "") -> Principal:
     """Authenticate (401) and check the scopes the request needs (403; 405 for AuditEvent
-    writes). Public endpoints (the CapabilityStatement) get a principal that reads nothing.
-    A request that acts in a patient context comes back confined to that patient's
-    compartment (:mod:`hie.auth.compartment`)."""
-    path = request.url.path
-    path = path[len("/fhir"):] if path.startswith("/fhir") else path
-    needs = enforce.needs_for(request.method, path, request.url.query, node.registry)
+    writes). ``parsed`` is the request as the interaction table reads it (form-body
+    parameters of a POST ``_search`` included); a Bundle's entries are checked as their own
+    requests, their absolute URLs resolved against ``base``. Public endpoints (the
+    CapabilityStatement) get a principal that reads nothing. A request that acts in a
+    patient context comes back confined to that patient's compartment
+    (:mod:`hie.auth.compartment`)."""
+    needs = enforce.needs(parsed, node.registry)
     if needs is None:
         return PUBLIC
     principal = authenticate(request)
     if bundle is not None:
-        needs = needs + enforce.needs_for_bundle(bundle, node.registry)
+        needs = needs + enforce.needs_for_bundle(bundle, node.registry, base)
+    ine = request.headers.get("if-none-exist") if parsed.row.name == "create" else None
+    if ine:
+        needs = needs + enforce.if_none_exist_needs(parsed.res_type or "*", ine, node.registry)
     enforce.check(principal, needs)
     return confine(principal, needs)

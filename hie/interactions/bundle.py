@@ -25,7 +25,6 @@ import base64
 import logging
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -41,14 +40,14 @@ from hie.errors import (
 from hie.fhir.patch import apply_json_patch
 from hie.fhir.references import iter_references
 from hie.fhir.validate import ID_RE, check_id_matches, is_resource_type, validate_resource
-from hie.interactions import crud, history
+from hie.interactions import crud
 from hie.interactions.context import Context
 from hie.interactions.result import Result
+from hie.interactions.table import METHODS, Call, Parsed, execute, parse, relative_to_base
 from hie.storage.repository import Write
 
 log = logging.getLogger(__name__)
 
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
@@ -67,6 +66,8 @@ class Entry:
     target_type: str | None = None
     target_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    parsed: Parsed | None = None  # the entry's interaction (hie.interactions.table)
+    parse_error: FhirError | None = None  # why a GET/HEAD entry's URL names no interaction
 
     @property
     def where(self) -> str:
@@ -74,16 +75,30 @@ class Entry:
 
 
 def _relative(ctx: Context | str, url: str) -> str:
+    """A reference below the base made relative; any other URL unchanged."""
     base = ctx if isinstance(ctx, str) else ctx.base_url
-    if url.startswith(base + "/"):
-        return url[len(base) + 1:]
-    if url.startswith(("http://", "https://")):
-        parts = urlsplit(url)
-        p = parts.path
-        idx = p.find("/fhir/")
-        if idx >= 0:
-            return p[idx + 6:] + (f"?{parts.query}" if parts.query else "")
-    return url.lstrip("/")
+    try:
+        return relative_to_base(url, base)
+    except InvalidRequest:
+        return url
+
+
+def _parse_url(method: str, rel: str, where: str) -> tuple[Parsed | None, FhirError | None]:
+    """The entry's interaction, from the same table the REST routes read. A write entry
+    the table does not know is refused with the whole Bundle (400); a read entry's error
+    (404, 405) is its own response."""
+    path, _, query = rel.partition("?")
+    try:
+        parsed = parse(method, path, query)
+    except FhirError as err:
+        if method in ("GET", "HEAD"):
+            return None, err
+        raise InvalidRequest(f"{where}.request.url {rel!r}: {err.diagnostics}",
+                             expression=[f"{where}.request.url"]) from None
+    if parsed.row.name == "batch-transaction":
+        raise InvalidRequest(f"{where}.request.url: a batch or transaction cannot be nested in a Bundle entry",
+                             expression=[f"{where}.request.url"])
+    return parsed, None
 
 
 def parse_entries(ctx: Context | str, bundle: dict[str, Any]) -> list[Entry]:
@@ -106,10 +121,14 @@ def parse_entries(ctx: Context | str, bundle: dict[str, Any]) -> list[Entry]:
         url = req.get("url")
         if not isinstance(url, str) or not url:
             raise InvalidRequest(f"{where}.request.url is required", expression=[f"{where}.request.url"])
-        rel = _relative(ctx, url)
+        base = ctx if isinstance(ctx, str) else ctx.base_url
+        rel = relative_to_base(url, base, where=f"{where}.request.url")
         path, _, query = rel.partition("?")
         resource = e.get("resource")
-        if method in ("POST", "PUT", "PATCH") and not isinstance(resource, dict):
+        segs = [s for s in path.split("/") if s]
+        # POST to an operation or to _search carries its input, not a resource to create.
+        posts_input = method == "POST" and bool(segs) and (segs[-1].startswith("$") or segs[-1] == "_search")
+        if method in ("POST", "PUT", "PATCH") and not isinstance(resource, dict) and not posts_input:
             raise InvalidRequest(f"{where}.resource is required for {method}", expression=[f"{where}.resource"])
         entry = Entry(
             index=i, method=method, url=rel, path=path.strip("/"), query=query,
@@ -117,8 +136,8 @@ def parse_entries(ctx: Context | str, bundle: dict[str, Any]) -> list[Entry]:
             if_none_exist=req.get("ifNoneExist"), if_match=req.get("ifMatch"),
             if_none_match=req.get("ifNoneMatch"),
         )
-        segs = entry.path.split("/") if entry.path else []
-        if method in ("POST", "PUT", "PATCH", "DELETE"):
+        entry.parsed, entry.parse_error = _parse_url(method, rel, where)
+        if method in ("POST", "PUT", "PATCH", "DELETE") and not posts_input:
             if not segs or not is_resource_type(segs[0]):
                 raise InvalidRequest(f"{where}.request.url {url!r} does not name a resource type",
                                      expression=[f"{where}.request.url"])
@@ -202,7 +221,7 @@ class Prepared:
 
 def _validate_entries(entries: list[Entry]) -> None:
     for entry in entries:
-        if entry.resource is not None and entry.method in ("POST", "PUT"):
+        if entry.resource is not None and entry.method in ("POST", "PUT") and not _reads(entry):
             try:
                 validate_resource(entry.resource, expected_type=entry.target_type, path=f"{entry.where}.resource")
             except FhirError as err:
@@ -275,6 +294,8 @@ def transaction(ctx: Context, bundle: dict[str, Any], prepared: Prepared | None 
         _validate_entries(entries)
 
     for entry in sorted(entries, key=lambda e: (_ORDER[e.method], e.index)):
+        if _reads(entry):
+            continue  # after the writes, below
         try:
             if entry.method == "DELETE":
                 rid = entry.target_id
@@ -367,13 +388,20 @@ def transaction(ctx: Context, bundle: dict[str, Any], prepared: Prepared | None 
                 results[entry.index].unchanged = True
 
     for entry in entries:
-        if entry.method in ("GET", "HEAD"):
+        if _reads(entry):
             try:
                 results[entry.index] = dispatch_read(ctx, entry)
             except FhirError as err:
                 raise _error_for(entry, err) from None
 
     return Result(200, _response_bundle(ctx, "transaction-response", entries, results))
+
+
+def _reads(entry: Entry) -> bool:
+    """GET/HEAD entries and POSTs that are not creates (``_search``, operations) run after
+    a transaction's writes, each through :func:`dispatch_read`."""
+    return entry.method in ("GET", "HEAD") or (
+        entry.method == "POST" and entry.parsed is not None and entry.parsed.row.name != "create")
 
 
 def _patch_write(ctx: Context, entry: Entry, rtype: str, rid: str) -> Write:
@@ -463,7 +491,7 @@ def _check_targets_exist(ctx: Context, pending: dict[tuple[str, str], tuple[Entr
     if not pending:
         return
     existing = ctx.repo.current_many(pending.keys())
-    for key, (entry, loc) in pending.items():
+    for key, (_entry, loc) in pending.items():
         st = existing.get(key)
         if st is None or st.deleted:
             raise InvalidReference(
@@ -485,9 +513,9 @@ def batch(ctx: Context, bundle: dict[str, Any]) -> Result:
         except FhirError as err:
             results[entry.index] = _ErrorResult(_error_for(entry, err))
         except Exception:  # noqa: BLE001 - one entry's crash must not sink the batch
-            err = internal_error()
-            log.exception("batch entry %s failed (correlation id %s)", entry.index, err.correlation_id)  # type: ignore[attr-defined]
-            results[entry.index] = _ErrorResult(err)
+            crash = internal_error()
+            log.exception("batch entry %s failed (correlation id %s)", entry.index, crash.correlation_id)
+            results[entry.index] = _ErrorResult(crash)
     return Result(200, _response_bundle(ctx, "batch-response", entries, results))
 
 
@@ -498,59 +526,25 @@ class _ErrorResult(Result):
 
 
 def dispatch(ctx: Context, entry: Entry) -> Result:
-    """Run one batch entry through the ordinary single-resource interactions."""
-    m = entry.method
-    if m in ("GET", "HEAD"):
-        return dispatch_read(ctx, entry)
-    rtype = entry.target_type
-    assert rtype
-    if m == "POST":
-        return crud.create(ctx, rtype, entry.resource, if_none_exist=entry.if_none_exist)
-    if m == "PUT":
-        if entry.target_id:
-            return crud.update(ctx, rtype, entry.target_id, entry.resource, if_match=entry.if_match)
-        return crud.conditional_update(ctx, rtype, entry.query, entry.resource, if_match=entry.if_match)
-    if m == "PATCH":
-        ops = _patch_operations(entry)
-        if entry.target_id:
-            return crud.patch(ctx, rtype, entry.target_id, ops, if_match=entry.if_match)
-        return crud.conditional_patch(ctx, rtype, entry.query, ops, if_match=entry.if_match)
-    if m == "DELETE":
-        if entry.target_id:
-            return crud.delete(ctx, rtype, entry.target_id, if_match=entry.if_match)
-        return crud.conditional_delete(ctx, rtype, entry.query)
-    raise InvalidRequest(f"Unsupported method {m}")
+    """Run one batch entry through the interaction the table names for it, exactly as the
+    REST route would (``HEAD`` as ``GET``; its response carries no resource)."""
+    if entry.parse_error is not None:
+        raise entry.parse_error
+    assert entry.parsed is not None
+    body: Any = entry.resource
+    if entry.parsed.row.name in ("patch", "conditional-patch"):
+        body = _patch_operations(entry)
+    call = Call(entry.parsed, body, if_match=entry.if_match, if_none_match=entry.if_none_match,
+                if_none_exist=entry.if_none_exist)
+    return execute(ctx, call)
 
 
 def dispatch_read(ctx: Context, entry: Entry) -> Result:
-    from hie.interactions import search as search_mod
-
-    segs = [s for s in entry.path.split("/") if s]
-    params = crud.parse_query(entry.query)
-    if not segs:
-        return search_mod.search(ctx, None, params)
-    if segs == ["_history"]:
-        return history.history_system(ctx, params)
-    if segs[0] == "metadata":
-        from hie.interactions.capabilities import capabilities
-
-        return capabilities(ctx)
-    if not is_resource_type(segs[0]):
-        raise NotFound(f"Unknown resource type '{segs[0]}'")
-    rtype = segs[0]
-    if len(segs) == 1:
-        return search_mod.search(ctx, rtype, params)
-    if len(segs) == 2 and segs[1] == "_history":
-        return history.history_type(ctx, rtype, params)
-    if len(segs) == 2:
-        return crud.read(ctx, rtype, segs[1], if_none_match=entry.if_none_match)
-    if len(segs) == 3 and segs[2] == "_history":
-        return history.history_instance(ctx, rtype, segs[1], params)
-    if len(segs) == 4 and segs[2] == "_history":
-        return crud.vread(ctx, rtype, segs[1], segs[3])
-    if len(segs) == 3 and rtype == "Patient" and is_resource_type(segs[2]):
-        return search_mod.search(ctx, segs[2], params, compartment=("Patient", segs[1]))
-    raise NotFound(f"No interaction at {entry.path!r}")
+    """A transaction's GET/HEAD entry (after its writes) or POST ``_search`` entry."""
+    if entry.parsed is not None and entry.parsed.write:
+        raise InvalidRequest(f"{entry.where}: an operation that writes cannot run inside a transaction",
+                             expression=[f"{entry.where}.request.url"])
+    return dispatch(ctx, entry)
 
 
 def _response_bundle(ctx: Context, btype: str, entries: list[Entry], results: dict[int, Result]) -> dict[str, Any]:
@@ -565,7 +559,7 @@ def _response_bundle(ctx: Context, btype: str, entries: list[Entry], results: di
             resp["outcome"] = res.outcome
             e["response"] = resp
         else:
-            if res.body is not None:
+            if res.body is not None and entry.method != "HEAD":
                 e["resource"] = res.body_fragment()
             e["response"] = res.entry_response()
             if res.unchanged:

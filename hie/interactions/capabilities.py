@@ -1,8 +1,9 @@
 """The CapabilityStatement, generated from what the node really implements.
 
-Interactions come from :data:`INTERACTIONS` (kept next to the REST routes that
-implement them); search parameters come from the search registry, which lists only
-the parameters it supports (unsupported ones are logged there, never advertised).
+Interactions come from the interaction table (:mod:`hie.interactions.table`), which
+the REST routes, scope checks, audit and Bundle entries read too; search parameters
+come from the search registry, which lists only the parameters it supports
+(unsupported ones are logged there, never advertised).
 
 Spec: https://hl7.org/fhir/R4/capabilitystatement.html , https://hl7.org/fhir/R4/http.html#capabilities
 """
@@ -15,12 +16,11 @@ from hie import __version__
 from hie.fhir.types import SUPPORTED_TYPES
 from hie.interactions.context import Context
 from hie.interactions.result import Result
+from hie.interactions.table import PATIENT_COMPARTMENT, capability_codes
 
 #: Type-level and instance-level interactions implemented for every stored type.
-TYPE_INTERACTIONS = (
-    "read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type",
-)
-SYSTEM_INTERACTIONS = ("transaction", "batch", "history-system", "search-system")
+TYPE_INTERACTIONS = tuple(capability_codes("resource"))
+SYSTEM_INTERACTIONS = tuple(capability_codes("system"))
 
 
 def _op_entry(op) -> dict[str, Any]:  # noqa: ANN001
@@ -75,6 +75,7 @@ def capabilities(ctx: Context) -> Result:
                 "mode": "server",
                 "resource": resources,
                 "interaction": [{"code": c} for c in SYSTEM_INTERACTIONS],
+                "compartment": [PATIENT_COMPARTMENT],
                 **({"operation": [_op_entry(op) for op in ops if op.level == "system"]}
                    if any(op.level == "system" for op in ops) else {}),
             }

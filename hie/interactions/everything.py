@@ -18,7 +18,7 @@ from hie.interactions.result import Result
 PASSED = ("_count", "_offset", "_type")
 
 
-@operation("everything", level="instance", types=("Patient",),
+@operation("everything", level="instance", types=("Patient",), returns="compartment",
            definition="http://hl7.org/fhir/OperationDefinition/Patient-everything")
 def everything(ctx: Context, call: OperationCall) -> Result:
     from hie.interactions.search import search_bundle

@@ -1,4 +1,5 @@
-"""History at instance, type and system level, with ``_since``, ``_at``, ``_count`` and paging.
+"""History at instance, type and system level, with ``_since``, ``_at``, ``_count`` and paging
+(the pager search uses, :mod:`hie.interactions.paging`; ``_count=0`` answers the total only).
 
 History is append-only, so paging is stable: the first page fixes a snapshot time and
 every later page counts its offset below that snapshot (new versions written while a
@@ -10,29 +11,15 @@ Spec: https://hl7.org/fhir/R4/http.html#history
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 
 from hie.clock import instant, parse_instant_us
 from hie.errors import InvalidRequest
 from hie.interactions.context import Context
+from hie.interactions.paging import Pager
 from hie.interactions.result import Result
 from hie.storage.repository import Stored
-
-DEFAULT_COUNT = 50
-MAX_COUNT = 1000
-
-
-def _int_param(params: dict[str, str], name: str, default: int, *, maximum: int | None = None) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit():
-        raise InvalidRequest(f"{name} must be a non-negative integer, got {raw!r}", expression=[name])
-    value = int(raw)
-    return min(value, maximum) if maximum else value
-
 
 def _time_param(params: dict[str, str], name: str) -> int | None:
     raw = params.get(name)
@@ -50,8 +37,11 @@ def _history(ctx: Context, res_type: str | None, res_id: str | None, params_list
     unknown = [k for k in params if k not in known]
     if unknown and ctx.prefer_strict:
         raise InvalidRequest(f"Unknown history parameter(s): {', '.join(unknown)}", expression=unknown)
-    count = _int_param(params, "_count", DEFAULT_COUNT, maximum=MAX_COUNT)
-    offset = _int_param(params, "_offset", 0)
+    multi: dict[str, list[str]] = {}
+    for k, v in params_list:
+        multi.setdefault(k, []).append(v)
+    pager = Pager.of(multi, error=InvalidRequest)
+    count, offset = pager.count, pager.offset
     since = _time_param(params, "_since")
     at = _time_param(params, "_at")
     snapshot = int(params["_snapshot"]) if params.get("_snapshot", "").isdigit() else ctx.repo.clock.now_us()
@@ -59,22 +49,8 @@ def _history(ctx: Context, res_type: str | None, res_id: str | None, params_list
     rows, total = ctx.repo.history(res_type, res_id, since_us=since, until_us=until, count=count, offset=offset)
     path = "/".join(p for p in (res_type, res_id) if p) + ("/_history" if res_type else "_history")
     base = f"{ctx.base_url}/{path}"
-
-    def link(off: int) -> str:
-        q: dict[str, Any] = {"_count": count, "_snapshot": snapshot, "_offset": off}
-        if "_since" in params:
-            q["_since"] = params["_since"]
-        if "_at" in params:
-            q["_at"] = params["_at"]
-        return f"{base}?{urlencode(q)}"
-
-    links = [{"relation": "self", "url": link(offset)}, {"relation": "first", "url": link(0)}]
-    if offset + count < total:
-        links.append({"relation": "next", "url": link(offset + count)})
-    if offset > 0:
-        links.append({"relation": "previous", "url": link(max(0, offset - count))})
-    if total:
-        links.append({"relation": "last", "url": link(((total - 1) // count) * count)})
+    kept = [("_snapshot", str(snapshot))] + [(k, params[k]) for k in ("_since", "_at") if k in params]
+    links = pager.links(base, kept, total=total, has_next=offset + count < total)
     bundle = {
         "resourceType": "Bundle",
         "type": "history",

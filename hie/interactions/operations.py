@@ -43,6 +43,7 @@ class Operation:
     allow_get: bool = True
     definition: str | None = None  # canonical OperationDefinition URL
     scope: str | None = None  # SMART permission letters it needs on its type; default r, or cu if write
+    returns: str | None = None  # "compartment": returns the Patient compartment (scope-checked per type)
 
 
 _REGISTRY: dict[tuple[str, str], list[Operation]] = {}
@@ -51,10 +52,11 @@ _REGISTRY: dict[tuple[str, str], list[Operation]] = {}
 def operation(
     name: str, *, level: str, types: tuple[str, ...] | None = None, write: bool = False,
     allow_get: bool = True, definition: str | None = None, scope: str | None = None,
+    returns: str | None = None,
 ) -> Callable[[OperationFn], OperationFn]:
     def register(fn: OperationFn) -> OperationFn:
         _REGISTRY.setdefault((name, level), []).append(
-            Operation(name, level, types, fn, write, allow_get, definition, scope)
+            Operation(name, level, types, fn, write, allow_get, definition, scope, returns)
         )
         return fn
 

@@ -18,17 +18,15 @@ already tell the total (it does when it holds the last match); one per include r
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 import orjson
 
 from hie.errors import InvalidSearch
+from hie.interactions.paging import Pager
 from hie.interactions.result import Result
 from hie.search.query import split_params
 from hie.search.summary import apply_elements, apply_summary
 
-DEFAULT_COUNT = 50
-MAX_COUNT = 1000
 SUMMARY_VALUES = ("true", "text", "data", "count", "false")
 TOTAL_VALUES = ("none", "estimate", "accurate")
 
@@ -72,15 +70,7 @@ def search_bundle(
         if ":" in k and k.split(":", 1)[0] not in ("_include", "_revinclude"):
             raise InvalidSearch(f"Unknown modifier on {k}", expression=[k])
 
-    count_s = _one(control, "_count")
-    try:
-        count = DEFAULT_COUNT if count_s is None else int(count_s)
-        offset = int(_one(control, "_offset") or 0)
-    except ValueError as exc:
-        raise InvalidSearch("_count and _offset take non-negative integers", expression=["_count"]) from exc
-    if count < 0 or offset < 0:
-        raise InvalidSearch("_count and _offset take non-negative integers", expression=["_count"])
-    count = min(count, MAX_COUNT)
+    pager = Pager.of(control)
     summary = _one(control, "_summary")
     if summary is not None and summary not in SUMMARY_VALUES:
         raise InvalidSearch(f"_summary must be one of {', '.join(SUMMARY_VALUES)}", expression=["_summary"])
@@ -101,7 +91,8 @@ def search_bundle(
             includes.extend((v, base == "_revinclude", mod in ("iterate", "recurse")) for v in vals)
 
     if summary == "count":
-        count = 0
+        pager = Pager(0, pager.offset)
+    count, offset = pager.count, pager.offset
     page = ctx.repo.search(res_type, parsed.criteria, sort=sort, count=count, offset=offset,
                            compartment=compartment, base_url=ctx.base_url,
                            total=total_mode != "none" or summary == "count")
@@ -114,20 +105,7 @@ def search_bundle(
     ignored = _ignored_pairs(params, parsed)
     used = [(n, v) for n, v in params if (n, v) not in ignored
             and n not in ("_count", "_offset")]
-
-    def link(relation: str, off: int) -> dict[str, str]:
-        q = used + [("_count", str(count))] + ([("_offset", str(off))] if off else [])
-        return {"relation": relation, "url": f"{base_path}?{urlencode(q)}"}
-
-    links = [link("self", offset)]
-    if count > 0:
-        links.append(link("first", 0))
-        if offset > 0:
-            links.append(link("previous", max(0, offset - count)))
-        if has_next:
-            links.append(link("next", offset + count))
-        if total is not None and total > 0:
-            links.append(link("last", ((total - 1) // count) * count))
+    links = pager.links(base_path, used, total=total, has_next=has_next)
 
     entries: list[dict[str, Any]] = []
     for _pk, t, rid, content in rows:
