@@ -117,12 +117,9 @@ def _item_visible(conn: Connection, auth: Authority, item: store.ReviewItem) -> 
 
 def review_items(conn: Connection, auth: Authority, status: str | None, limit: int) -> list[store.ReviewItem]:
     """The review queue as ``auth`` may see it (facility staff: items about two of their records)."""
-    if auth.region_wide:
+    if auth.facility is None:  # region-wide
         return store.review_items(conn, status, limit)
-    items = store.review_items(conn, status, limit=None)
-    custody = store.custodians(conn, {pid for it in items for pid in (it.patient_id, it.candidate_id)})
-    return [it for it in items if custody.get(it.patient_id) == auth.facility
-            and custody.get(it.candidate_id) == auth.facility][:limit]
+    return store.review_items_in_custody(conn, auth.facility, status, limit)
 
 
 def review_item(conn: Connection, auth: Authority, pk: int) -> store.ReviewItem:

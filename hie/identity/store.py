@@ -291,12 +291,24 @@ def record_decision(conn: Connection, a: str, b: str, status: str, by: str, now:
                                  "decided_at": now})
 
 
+def review_items_in_custody(conn: Connection, facility: str, status: str | None = "open",
+                            limit: int = 100) -> list[ReviewItem]:
+    """Review items whose two records are both current Patients in ``facility``'s custody."""
+    mine = [select(R.c.res_id).where(R.c.res_type == "Patient", R.c.custodian == facility,
+                                     R.c.deleted.is_(False), R.c.res_id == col).exists()
+            for col in (Q.c.patient_id, Q.c.candidate_id)]
+    stmt = select(*Q.c).where(*mine).order_by(Q.c.score.desc(), Q.c.pk).limit(limit)
+    if status:
+        stmt = stmt.where(Q.c.status == status)
+    return [_item(r) for r in conn.execute(stmt)]
+
+
 def review_item(conn: Connection, pk: int) -> ReviewItem | None:
     row = conn.execute(select(*Q.c).where(Q.c.pk == pk)).first()
     return _item(row) if row else None
 
 
-def review_items(conn: Connection, status: str | None = "open", limit: int | None = 100) -> list[ReviewItem]:
+def review_items(conn: Connection, status: str | None = "open", limit: int = 100) -> list[ReviewItem]:
     stmt = select(*Q.c).order_by(Q.c.score.desc(), Q.c.pk).limit(limit)
     if status:
         stmt = stmt.where(Q.c.status == status)
