@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from pathlib import Path
 from typing import NoReturn
 
@@ -83,6 +84,7 @@ def import_ssmix2(
     except typer.Exit:
         node.close()
         raise
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops like Ctrl-C (systemd, Docker)
     try:
         while True:
             with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -156,6 +158,10 @@ def listen_mllp(
     node.close()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 CHANNELS = ("load", "ssmix2", "mllp")
 STATUSES = ("failed", "replayed", "all")
 
@@ -184,8 +190,6 @@ def _refuse(message: str, code: int) -> NoReturn:
 
 async def _listen(proc, host: str, port: int, ssl_ctx) -> None:  # noqa: ANN001
     """Serve until SIGTERM or SIGINT, then stop gracefully (adapters.mllp.server.serve)."""
-    import signal
-
     from adapters.mllp.server import serve
 
     stop = asyncio.Event()

@@ -152,3 +152,32 @@ def test_sigterm_mid_burst_answers_the_message_in_hand_and_loses_nothing(tmp_pat
         assert existing(node, urls) == set(urls)
     finally:
         node.close()
+
+
+def test_sigterm_of_a_watching_ssmix2_import_stops_it_cleanly(tmp_path: Path) -> None:
+    import shutil
+
+    from .corpus import storage_root
+
+    tree = tmp_path / "storage"
+    shutil.copytree(storage_root(), tree)
+    log = tmp_path / "import.log"
+    with log.open("wb") as out_file:
+        proc = subprocess.Popen([sys.executable, "-m", "hie.cli", "import", "ssmix2", str(tree), "--facility",
+                                 "2212345670", "--watch", "--interval", "0.5", "--workers", "1",
+                                 "--state", str(tmp_path / "state.json")],
+                                env=_env(tmp_path), stdout=out_file, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "state.json").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text(errors="replace")
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text(errors="replace")
+    assert proc.returncode == 0 and "Traceback" not in text, text
+    assert "Stopped; the state file keeps the progress" in text
