@@ -100,7 +100,7 @@ _CONSENT_CHANGE = ("operator", "patient: subject", "registrar: holding facility"
 #: disclosing or both.
 RULES: dict[tuple[str, str], tuple[str, ...]] = {
     (CLINICAL, CREATE): ("disclosing facility", "patient: own record"),
-    (CLINICAL, UPDATE): ("operator", "custodian facility, disclosing", "patient: own record",
+    (CLINICAL, UPDATE): ("operator", "disclosing custodian facility", "patient: own record",
                          "patient: contact details of own Patient"),
     (CLINICAL, DELETE): ("operator", "custodian facility", "patient: own record"),
     (CONSENT, CREATE): ("operator", "patient: subject", "registrar: holding facility"),
@@ -233,7 +233,7 @@ CAPACITIES: dict[str, Callable[[Check], bool]] = {
     "operator": _operator,
     "disclosing facility": _disclosing_facility,
     "custodian facility": _custodian_facility,
-    "custodian facility, disclosing": _custodian_disclosing,
+    "disclosing custodian facility": _custodian_disclosing,
     "patient: own record": _patient_own_record,
     "patient: contact details of own Patient": _patient_contact_edit,
     "patient: subject": _patient_subject,

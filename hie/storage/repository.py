@@ -428,7 +428,8 @@ class Repository(NamedReads):
                 )
             guard.authorize("update", w.res_type, w.resource, facts[cur.pk])
             plan.custody[i] = guard.custodian_for_update(w.res_type, w.resource, facts[cur.pk])
-            if not cur.deleted and cur.content is not None and same_content(cur.content, {**w.resource, "id": w.res_id}):
+            unchanged = cur.content is not None and same_content(cur.content, {**w.resource, "id": w.res_id})
+            if unchanged and not cur.deleted:
                 plan.results[i] = WriteResult("noop", cur, cur.version_id)
                 continue
             plan.updates.append((i, cur, w.resource))

@@ -2,7 +2,7 @@
 with real tokens, on SQLite and PostgreSQL.
 
 The region: hospital H (discloses and views), clinic B (both), a viewing-only facility V,
-the region office O (viewing; its staff member is the operator), an inactive facility I and
+the region office (viewing; its staff member is the operator), an inactive facility and
 a code U nobody registered. Patient p and patient q are the hospital's; p consented to
 sharing with every facility. The authorization matrix (:data:`MATRIX`) runs every type group
 x actor x interaction against a target of its own; the attack tests reproduce each finding
@@ -32,7 +32,7 @@ from hie.storage.db import write_tx
 from hie.storage.tables import resource as R
 from tests.identity.identity_fixtures import other_person, patient
 
-H, B, V, O, I, U = "1310000011", "1310000029", "1310000037", "1310000045", "1310000052", "1310000060"
+H, B, V, OFFICE, INACTIVE, U = "1310000011", "1310000029", "1310000037", "1310000045", "1310000052", "1310000060"
 BASE = "http://testserver/fhir"
 FHIR = {"Content-Type": "application/fhir+json"}
 PATCH = {"Content-Type": "application/json-patch+json"}
@@ -106,8 +106,8 @@ def put_all(node: Any, resources: list[dict[str, Any]]) -> None:
 
 def region() -> list[dict[str, Any]]:
     return [
-        _org("org-h", H), _org("org-b", B), _org("org-v", V, role="viewing"), _org("org-o", O, role="viewing"),
-        _org("org-i", I, active=False),
+        _org("org-h", H), _org("org-b", B), _org("org-v", V, role="viewing"), _org("org-o", OFFICE, role="viewing"),
+        _org("org-i", INACTIVE, active=False),
         {**patient("p", H, "p-001"), "meta": _tag(H)},
         {**other_person("q", H, "q-001"), "meta": _tag(H)},
         {**_obs("p", id="hiv-p", identifier=_ident("hiv-p")), "meta": _tag(H)},
@@ -126,11 +126,11 @@ USERS: dict[str, tuple[str, str | None, str | None, list[str]]] = {
     "other facility": ("practitioner", B, None, []),
     "registrar (holding)": ("staff", H, None, ["registrar"]),
     "registrar (not holding)": ("staff", B, None, ["registrar"]),
-    "operator": ("staff", O, None, ["operator"]),
+    "operator": ("staff", OFFICE, None, ["operator"]),
     "patient": ("patient", None, "p", []),
     "other patient": ("patient", None, "q", []),
     "viewing facility": ("practitioner", V, None, []),
-    "inactive facility": ("practitioner", I, None, []),
+    "inactive facility": ("practitioner", INACTIVE, None, []),
     "unregistered facility": ("practitioner", U, None, []),
 }
 
@@ -223,7 +223,7 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     ("clinical", "other facility"): FACILITY_ON_OTHERS,
     ("clinical", "registrar (holding)"): OK,
     ("clinical", "registrar (not holding)"): FACILITY_ON_OTHERS,
-    ("clinical", "operator"): ("403:2004", "200", "200", "200", "403:2004", "200", "200"),  # O is viewing-only
+    ("clinical", "operator"): ("403:2004", "200", "200", "200", "403:2004", "200", "200"),  # the office is viewing-only
     ("clinical", "patient"): ("201", "403:2004", "403:2004", "403:2004", "201", "403:2004", "403:2004"),
     ("clinical", "other patient"): STRANGER,
     ("clinical", "system"): OK,
