@@ -138,6 +138,8 @@ def listen_mllp(
         charset = check_charset(default_charset)
         allow = load_senders(senders, facility)
         ssl_ctx = tls_context(tls_cert, tls_key, tls_client_ca)
+        if tls_client_ca is None and any(e.certificate_cn for e in allow.entries):
+            raise OptionError("--senders: certificate_cn needs client certificates (--tls-cert and --tls-client-ca)")
     except OptionError as err:
         _refuse(str(err), 2)
     logging.basicConfig(level=logging.INFO)

@@ -41,8 +41,12 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     ((), "--facility is required without --senders"),
     (("--senders", "/nonexistent/senders.json"), "--senders: cannot read /nonexistent/senders.json"),
     (("--facility", FACILITY, "--tls-key", "/nonexistent/key.pem"), "--tls-key and --tls-client-ca need --tls-cert"),
+    (("--senders", "CN_SENDERS"), "certificate_cn needs client certificates"),
 ])
 def test_bad_options_are_refused_at_start_with_one_line(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
+    if "CN_SENDERS" in args:  # a sender bound to a certificate on a listener without client certificates
+        cn = _senders(tmp_path, [{"facility": FACILITY, "msh": ["HIS|HOSP"], "certificate_cn": "his.example"}])
+        args = tuple(str(cn) if a == "CN_SENDERS" else a for a in args)
     done = _cli(tmp_path, *args)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
