@@ -268,3 +268,27 @@ def test_each_network_role_is_its_own_compiled_shape(node):
         assert "consent_grant" in sql_a and "consent_grant" in sql_v
         assert "consent_grant" not in sql_d and "consent_grant" not in sql_u
         assert "custodian" in sql_d and sql_v.count("custodian =") < sql_a.count("custodian =")
+
+
+def test_hand_derived_visibility_of_the_network_roles_scenario(node):
+    """The scenario the SQL-equals-reference test runs, with its answers derived by hand (so
+    that comparison cannot agree on a wrong answer for the new branches)."""
+    from hie.clock import FixedClock
+    from tests.enforcement.scenario import consents, network_region, region
+    from tests.enforcement.test_sql_matches_reference import NOW_US, VIEWERS, visible_ids, write_all
+
+    node.clock = FixedClock(NOW_US)
+    node.policy.clock = node.clock
+    write_all(node, region() + network_region())
+    write_all(node, consents()["all-facilities"])
+    admin = {f"Organization/{o}" for o in ("org-a", "org-b", "org-c", "org-v", "org-d", "org-x")}
+    assert visible_ids(node, VIEWERS["unregistered"]) == admin
+    assert visible_ids(node, VIEWERS["facility-x-inactive"]) == admin
+    assert visible_ids(node, VIEWERS["facility-d-disclosing"]) == admin | {"Observation/lab-d-2026"}
+    seen_v = visible_ids(node, VIEWERS["facility-v-viewing"])
+    assert {"Observation/lab-a-2026", "Observation/lab-d-2026", "Patient/p1"} <= seen_v
+    assert "Consent/c1" not in seen_v and "Observation/lab-a-hiv" not in seen_v
+    assert "Consent/c1" in visible_ids(node, VIEWERS["facility-a"])  # recorded at A
+    assert "Consent/c1" not in visible_ids(node, VIEWERS["facility-b"])
+    assert "Consent/c1" in visible_ids(node, VIEWERS["patient-p1"])
+    assert visible_ids(node, VIEWERS["operator"]) == admin | {"Consent/c1"}
