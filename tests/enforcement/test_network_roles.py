@@ -186,10 +186,12 @@ def test_an_exclusion_may_name_any_registered_facility_but_not_an_unknown_one(no
     assert get(app, t["disclosing"], "Observation/nr-lab-a").status_code == 404
     bad = held(builder.all_facilities("nr-c3", "Patient/nr-p1", exclude=["Organization/nr-typo"], **KW), A)
     r = app.put("/fhir/Consent/nr-c3", json=bad, headers=auth)
-    assert r.status_code == 422 and r.json()["issue"][0]["expression"] == ["Consent.provision.provision[0].actor[0].reference"]
+    assert r.status_code == 422
+    assert r.json()["issue"][0]["expression"] == ["Consent.provision.provision[0].actor[0].reference"]
     # a revoked Consent may keep naming a facility that left the network
     put_all(node, [{**organization("nr-v"), "active": False}])
-    revoked = held(builder.chosen_facilities("nr-c4", "Patient/nr-p1", ["Organization/nr-v"], status="inactive", **KW), A)
+    revoked = held(builder.chosen_facilities("nr-c4", "Patient/nr-p1", ["Organization/nr-v"], status="inactive",
+                                             **KW), A)
     assert app.put("/fhir/Consent/nr-c4", json=revoked, headers=auth).status_code in (200, 201)
 
 
