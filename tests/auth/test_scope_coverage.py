@@ -4,8 +4,9 @@ A backend token limited to ``system/Patient.rs`` must not reach Observation data
 Bundle ``HEAD``/``GET`` entry, a POST ``_search`` whose form body carries ``_revinclude``,
 ``_has``, chained parameters or ``$everything``; a clinician whose launch-patient token
 relies on ``patient/`` scopes for those types stays confined to the launch patient through
-all of them. Both hold when ``HIE_BASE_URL`` ends in ``/api/fhir/`` (absolute URLs in
-Bundle entries are resolved against it; a URL for another base is refused).
+all of them. Both hold when ``HIE_BASE_URL`` ends in ``/api/fhir/`` or has no ``/fhir/`` in
+it at all (absolute URLs in Bundle entries are resolved against it; a URL for another base
+is refused).
 
 Every refusal is shown next to a control: the same request with a token that has the
 scope succeeds (so the check is not blanket), and the confined requests are shown to
@@ -33,9 +34,10 @@ FHIR = "application/fhir+json"
 FORM = "application/x-www-form-urlencoded"
 AUD = "http://testserver/fhir"
 API_BASE = "https://hie.example.jp/api/fhir/"
+OTHER_BASE = "https://hie.example.jp/hie/r4/"  # no "/fhir/" in it at all
 
 
-@pytest.fixture(params=[None, API_BASE], ids=["default-base", "api-fhir-base"])
+@pytest.fixture(params=[None, API_BASE, OTHER_BASE], ids=["default-base", "api-fhir-base", "no-fhir-base"])
 def env(request: pytest.FixtureRequest, node: Any) -> Iterator[tuple[TestClient, str]]:
     """A client and the base its Bundle entries name absolute URLs with."""
     h.seed(node)
@@ -172,47 +174,63 @@ def test_an_absolute_url_for_another_base_is_refused(env, node):
 # -- a clinician with a launch patient, relying on patient/ scopes ---------------------------------
 
 
-def _leaks(base: str) -> list[tuple[str, Any, Any]]:
-    """(what, request, what the answer shows of p2): each would show p2's Observation."""
+P2 = {"Patient/p2", "Observation/obs-p2"}
+PATIENT_ONLY = ["user/Patient.rs", "patient/*.rs"]
+OBSERVATION_ONLY = ["user/Observation.rs", "patient/*.rs"]
+
+
+def _leaks(base: str) -> list[tuple[str, Any, Any, list[str]]]:
+    """(what, request, what the answer shows of p2, the confined clinician's scopes): the
+    clinician's ``user/`` scope covers the request's own type, a ``patient/`` scope the
+    types its parameters (or entries) touch."""
 
     def searchset(r: Any) -> set[str]:
+        if r.status_code == 404:
+            return set()
         assert r.status_code == 200, r.text
-        return _ids(r.json())
+        return _ids(r.json()) & P2
 
     def entry(r: Any) -> set[str]:
         assert r.status_code == 200, r.text
         e = r.json()["entry"][0]
-        status = e["response"]["status"]
-        return {"Observation/obs-p2"} if status.startswith("200") and "resource" not in e else (
-            _ids(e["resource"]) if e.get("resource", {}).get("resourceType") == "Bundle"
-            else ({"Observation/obs-p2"} if e.get("resource", {}).get("id") == "obs-p2" else set()))
+        if not e["response"]["status"].startswith("200"):
+            return set()
+        res = e.get("resource")
+        if res is None:  # HEAD: the status alone tells that the resource is there
+            return {"Observation/obs-p2"}
+        return _ids(res) & P2 if res["resourceType"] == "Bundle" else {f"{res['resourceType']}/{res['id']}"} & P2
 
     return [
-        ("batch HEAD", lambda c, t: _batch(c, t, ("HEAD", f"{base}/Observation/obs-p2")), entry),
-        ("batch GET", lambda c, t: _batch(c, t, ("GET", f"{base}/Observation/obs-p2")), entry),
-        ("batch GET search", lambda c, t: _batch(c, t, ("GET", "Observation?status=final")), entry),
+        ("batch HEAD", lambda c, t: _batch(c, t, ("HEAD", f"{base}/Observation/obs-p2")), entry, PATIENT_ONLY),
+        ("batch GET", lambda c, t: _batch(c, t, ("GET", f"{base}/Observation/obs-p2")), entry, PATIENT_ONLY),
+        ("batch GET search", lambda c, t: _batch(c, t, ("GET", "Observation?status=final")), entry, PATIENT_ONLY),
         ("POST _search _revinclude", lambda c, t: _post_form(c, t, "/fhir/Patient/_search",
-                                                              "_revinclude=Observation:subject"), searchset),
-        ("GET _has", lambda c, t: _get(
-            c, t, "/fhir/Patient?_has:Observation:subject:status=final&_revinclude=Observation:subject"), searchset),
-        ("GET chain", lambda c, t: _get(c, t, "/fhir/Observation?subject:Patient.gender=female"), searchset),
-        ("$everything", lambda c, t: _get(c, t, "/fhir/Patient/p2/$everything"),
-         lambda r: set() if r.status_code == 404 else searchset(r)),
-        ("compartment", lambda c, t: _get(c, t, "/fhir/Patient/p2/*"),
-         lambda r: set() if r.status_code == 404 else searchset(r)),
+                                                              "_revinclude=Observation:subject"), searchset,
+         PATIENT_ONLY),
+        ("POST _search _has", lambda c, t: _post_form(c, t, "/fhir/Patient/_search",
+                                                       "_has:Observation:subject:status=final"), searchset,
+         PATIENT_ONLY),
+        ("GET _has", lambda c, t: _get(c, t, "/fhir/Patient?_has:Observation:subject:status=final"), searchset,
+         PATIENT_ONLY),
+        ("GET chain", lambda c, t: _get(c, t, "/fhir/Observation?subject:Patient.gender=female"), searchset,
+         OBSERVATION_ONLY),
+        ("batch chain", lambda c, t: _batch(c, t, ("GET", f"{base}/Observation?subject:Patient.gender=female")),
+         entry, OBSERVATION_ONLY),
+        ("$everything", lambda c, t: _get(c, t, "/fhir/Patient/p2/$everything"), searchset, PATIENT_ONLY),
+        ("compartment", lambda c, t: _get(c, t, "/fhir/Patient/p2/*"), searchset, PATIENT_ONLY),
     ]
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(10))
 def test_a_launch_patient_token_stays_confined(env, node, case):
     c, base = env
-    what, send, shows = _leaks(base)[case]
+    what, send, shows, scopes = _leaks(base)[case]
     unconfined = _clinician(node, ["user/*.rs"])
-    assert "Observation/obs-p2" in shows(send(c, unconfined)), what  # the control: p2 is visible
-    confined = _clinician(node, ["user/Patient.rs", "patient/*.rs"])
-    assert "Observation/obs-p2" not in shows(send(c, confined)), what
+    assert shows(send(c, unconfined)), what  # the control: p2's data is visible to the facility
+    confined = _clinician(node, scopes)
+    assert shows(send(c, confined)) == set(), what
     patient = _clinician(node, ["patient/*.rs"])
-    assert "Observation/obs-p2" not in shows(send(c, patient)), what
+    assert shows(send(c, patient)) == set(), what
 
 
 def test_the_confined_token_still_sees_its_own_patient(env, node):
