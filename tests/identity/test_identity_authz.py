@@ -407,3 +407,71 @@ def test_the_regional_patient_lists_only_records_the_viewer_may_see(region):
         assert {e["resource"]["id"] for e in linked.get("entry", ())} == {"a1", "b1"}
     with _as(node, Principal(kind="system", name="feed", scopes=frozenset({"system/*.cruds"}))) as c:
         assert regional_links(c) == {"Patient/a1", "Patient/b1", "Patient/c1"}
+
+
+# --- the identity-operations authorization matrix (one table) -------------------------------
+
+_ACTORS: dict[str, Principal] = {
+    "system": Principal(kind="system", name="feed", scopes=frozenset({"system/*.cruds"})),
+    "operator": OPERATOR,
+    "identity staff (own facility)": _staff(B),
+    "identity staff (other facility)": _staff(A),
+    "custodian facility clinician": _clinician(B),
+    "other facility clinician": _clinician(A),
+    "patient": Principal(kind="patient", name="pt", user_id="pt", patient_id="b2",
+                         scopes=frozenset({"patient/*.cruds"})),
+    "other patient": Principal(kind="patient", name="pt-a", user_id="pt-a", patient_id="a1",
+                               scopes=frozenset({"patient/*.cruds"})),
+}
+_OPS = ("link", "unlink", "merge", "unmerge", "review list", "review decide")
+# Expected status per actor, in the order of _OPS. The records acted on are clinic B's.
+MATRIX: dict[str, tuple[int, ...]] = {
+    "system":                          (200, 200, 200, 200, 200, 200),
+    "operator":                        (200, 200, 200, 200, 200, 200),
+    "identity staff (own facility)":   (200, 200, 403, 403, 200, 200),
+    "identity staff (other facility)": (404, 404, 403, 403, 200, 404),
+    "custodian facility clinician":    (403, 403, 403, 403, 403, 403),
+    "other facility clinician":        (403, 403, 403, 403, 403, 403),
+    "patient":                         (403, 403, 403, 403, 403, 403),
+    "other patient":                   (403, 403, 403, 403, 403, 403),
+}
+
+
+def _matrix_request(node: Any, op: str) -> tuple[str, str, list[dict[str, Any]]]:
+    """(method, operation, parameters) of ``op`` on clinic B's records, after its set-up."""
+    if op == "link":
+        return "POST", "link", [ref("patient", "b2"), ref("target", "b1")]
+    if op == "unlink":
+        return "POST", "unlink", [ref("patient", "b3")]  # auto-linked with the hospital's a1
+    if op == "merge":
+        return "POST", "merge", [ref("source-patient", "b2"), ref("target-patient", "b1")]
+    if op == "unmerge":
+        with node.context(SYSTEM, write=True) as ctx:
+            event = node.identity.merge(ctx.repo.conn, "b2", "b1", actor="setup").event
+        return "POST", "unmerge", [{"name": "event", "valueInteger": event}]
+    if op == "review list":
+        return "GET", "identity-review", []
+    with node.engine.connect() as conn:
+        (item,) = [i for i in store.review_items(conn) if {i.patient_id, i.candidate_id} == {"b9", "b1"}]
+    return "POST", "identity-review", [{"name": "item", "valueInteger": item.pk},
+                                       {"name": "action", "valueCode": "link"}]
+
+
+@pytest.mark.parametrize("op", _OPS)
+@pytest.mark.parametrize("actor", list(MATRIX))
+def test_identity_operations_matrix(region, actor, op):
+    node = region
+    _feed(node, _tag(other_person("b1", B, "1"), B), _tag(_stranger("b2", B, "2"), B),
+          _tag(patient("b3", B, "3"), B))
+    _feed(node, _tag(patient("b9", B, "9", family="佐藤", family_kana="サトウ", given="花子", given_kana="ハナコ",
+                             birth="1980-05-05", address="東京都千代田区丸の内1-1", postal="100-0001",
+                             phone="03-1111-2222"), B))
+    assert key_of(node, "b3") == key_of(node, "a1")
+    method, name, params = _matrix_request(node, op)
+    before = _events(node)
+    with _as(node, _ACTORS[actor]) as c:
+        r = c.get(f"/fhir/Patient/${name}") if method == "GET" else _op(c, name, *params)
+    expected = MATRIX[actor][_OPS.index(op)]
+    assert r.status_code == expected, r.text
+    if expected != 200:
+        assert _events(node) == before  # a refusal changes nothing
