@@ -141,7 +141,8 @@ def main() -> None:
         (b50, b95), (e50, e95) = percentiles(rec["system"]), percentiles(rec["viewer"])
         tb, te = tb + b50, te + e50
         hits = f"{statistics.mean(rec['hits_system']):.0f}/{statistics.mean(rec['hits_viewer']):.0f}"
-        print(f"{label[:84]:<84} {b50:7.1f}/{b95:<7.1f} {e50:7.1f}/{e95:<7.1f} {hits:>11} {e50 / b50:9.2f} {e95 / b95:6.2f}")
+        print(f"{label[:84]:<84} {b50:7.1f}/{b95:<7.1f} {e50:7.1f}/{e95:<7.1f} {hits:>11} "
+              f"{e50 / b50:9.2f} {e95 / b95:6.2f}")
     print(f"overall (sum of p50s): system {tb:.1f} ms, viewer {te:.1f} ms, overhead {100 * (te / tb - 1):.1f}%")
     per_patient = [(percentiles(r["system"])[0], percentiles(r["viewer"])[0]) for lbl, r in res.items()
                    if "region-wide" not in lbl]

@@ -121,7 +121,8 @@ def main() -> None:
 
     def run(resource: dict) -> dict:
         call = ops.OperationCall("match", "type", "Patient", None, [],
-                                 {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": resource}]},
+                                 {"resourceType": "Parameters",
+                                  "parameter": [{"name": "resource", "resource": resource}]},
                                  "POST")
         with node.context(SYSTEM, write=False, base_url="http://bench/fhir") as ctx:
             return op.fn(ctx, call).body  # type: ignore[return-value]

@@ -116,7 +116,8 @@ def main() -> None:
     import os
     import subprocess
 
-    env = {**os.environ, "HIE_DATABASE_URL": url, "HIE_DATA_DIR": str(tmp), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "HIE_DATABASE_URL": url, "HIE_DATA_DIR": str(tmp),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     flusher = subprocess.Popen([sys.executable, "-m", "hie.cli", "audit", "flusher"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     apps = {name: create_app(node, audit=rec) for name, rec in modes.items()}

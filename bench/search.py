@@ -74,13 +74,16 @@ def load_source() -> list[dict[str, Any]]:
             seen.add(key)
             if res["resourceType"] == "Patient":
                 res.setdefault("name", []).append({
-                    "use": "usual", "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation", "valueCode": "SYL"}],
+                    "use": "usual",
+                    "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/iso21090-EN-representation",
+                                   "valueCode": "SYL"}],
                     "family": KANA_FAMILY[n % 10], "given": [KANA_GIVEN[(n // 10) % 10]]})
                 patient = res["id"]
             if res["resourceType"] == "Observation":
                 obs_refs.append({"reference": f"Observation/{res['id']}"})
             out.append(res)
-        out.append({"resourceType": "Provenance", "id": f"prov-{patient}", "target": obs_refs[-20:] or [{"reference": f"Patient/{patient}"}],
+        out.append({"resourceType": "Provenance", "id": f"prov-{patient}",
+                    "target": obs_refs[-20:] or [{"reference": f"Patient/{patient}"}],
                     "recorded": "2021-04-01T00:00:00Z", "agent": [{"who": {"reference": f"Patient/{patient}"}}]})
     return out
 

@@ -272,7 +272,7 @@ def parse_consent(resource: dict[str, Any], *, patient_key: str | None = None) -
     if (CONSENT_SCOPE_SYSTEM, PATIENT_PRIVACY) not in scopes:
         raise ConsentError(f"{root}.scope", f"only {CONSENT_SCOPE_SYSTEM}|{PATIENT_PRIVACY} is supported")
 
-    categories = []
+    categories: list[str] = []
     for p, cat in _items(obj, "category", root):
         categories.extend(f"{s}|{c}" for s, c, _ in _codings(cat, p))
     if not categories:
@@ -379,7 +379,8 @@ def _provision(value: Any, path: str) -> Provision:
     for p, concept in _items(obj, "action", path):
         for system, code, cp in _codings(concept, p):
             if system != CONSENT_ACTION_SYSTEM or code not in VIEWING_ACTIONS:
-                raise ConsentError(cp, f"only {CONSENT_ACTION_SYSTEM} access/use/disclose are enforced, got {system}|{code}")
+                raise ConsentError(
+                    cp, f"only {CONSENT_ACTION_SYSTEM} access/use/disclose are enforced, got {system}|{code}")
             actions.add(code)
 
     labels = set()
@@ -435,7 +436,8 @@ def _check_satisfiable(node: Provision, inherited: Scope) -> None:
     narrowed = inherited.narrow(node)
     if isinstance(narrowed, str):
         raise ConsentError(f"{node.path}.{narrowed}",
-                           f"does not overlap the enclosing provisions' {narrowed}, so this provision could never apply")
+                           f"does not overlap the enclosing provisions' {narrowed}, "
+                           "so this provision could never apply")
     for child in node.provisions:
         _check_satisfiable(child, narrowed)
 

@@ -64,7 +64,8 @@ class Node:
         install_facility_directory(self)  # first listener: consent compilation resolves actors with it
         from hie.search.stored import install as install_stored_search_parameters
 
-        install_stored_search_parameters(self)  # stored SearchParameters add to the registry
+        # stored SearchParameters add to the registry
+        self.stored_search_parameters = install_stored_search_parameters(self)
         if self.patient_key_resolver is not None and hasattr(self.policy, "set_patient_key_resolver"):
             self.policy.set_patient_key_resolver(self.patient_key_resolver)
         from hie.auth.compartment import install as install_compartment

@@ -115,9 +115,10 @@ class _AuditFlusherSupervisor:
     is back (measured cost of audit on reads: docs/adr/0002-auth-and-audit.md)."""
 
     def __init__(self) -> None:
+        import subprocess
         import threading
 
-        self.proc = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="audit-flusher-supervisor", daemon=True)
 
@@ -240,4 +241,4 @@ def main() -> None:  # pragma: no cover - console entry
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

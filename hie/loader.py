@@ -266,7 +266,8 @@ def _load_json(
     if data["resourceType"] == "Bundle" and data.get("type") in ("transaction", "batch"):
         bundle = keep_ids(data) if keep_bundle_ids else data
     elif data["resourceType"] == "Bundle" and data.get("type") != "document":
-        resources = [e["resource"] for e in data.get("entry") or [] if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+        resources = [e["resource"] for e in data.get("entry") or []
+                     if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
         bundle = _as_transaction(resources)
     else:
         bundle = _as_transaction([data])

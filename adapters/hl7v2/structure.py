@@ -12,6 +12,7 @@ https://www.hl7.eu/HL7v2x/v25/std25/ch02.html#Heading181
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from .errors import ParseError, UnsupportedMessage
 from .message import Message
@@ -25,7 +26,8 @@ _TQ = r"(TQ1 (TQ2 )*)*"
 GRAMMARS: dict[str, str] = {
     "ADT": _ADT,
     "PPR_ZD1": r"MSH (SFT )*PID (PD1 )?(PV1 (PV2 )?)?(PRB (NTE )*(VAR )*(ZPR )?(ZI1 )*(ROL )*(OBX (NTE )*)*(ORC )*)+",
-    "PPR_PC1": r"MSH (SFT )*PID (PV1 (PV2 )?)?(PRB (NTE )*(VAR )*(ROL )*(PTH (VAR )*)*(OBX (NTE )*)*(GOL (NTE )*(VAR )*(ROL )*(OBX (NTE )*)*)*(ORC (OBR|RXO) (NTE )*(VAR )*(OBX (NTE )*)*)*)+",
+    "PPR_PC1": r"MSH (SFT )*PID (PV1 (PV2 )?)?(PRB (NTE )*(VAR )*(ROL )*(PTH (VAR )*)*(OBX (NTE )*)*"
+               r"(GOL (NTE )*(VAR )*(ROL )*(OBX (NTE )*)*)*(ORC (OBR|RXO) (NTE )*(VAR )*(OBX (NTE )*)*)*)+",
     "RDE_O11": r"MSH (SFT )*(NTE )*(PID (PD1 )?(NTE )*(PV1 (PV2 )?)?(IN1 (IN2 )?(IN3 )?)*(GT1 )?(AL1 )*)?"
                r"(ORC " + _TQ + r"(RXO (NTE )*(RXR )+(RXC (NTE )*)*)?(RXE (NTE )*(TQ1 (TQ2 )*)+(RXR )+(RXC )*)"
                r"(OBX (NTE )*)*(FT1 )*(BLG )?(CTI )*)+",
@@ -33,9 +35,11 @@ GRAMMARS: dict[str, str] = {
                r"(ORC " + _TQ + r"(RXO (NTE )*(RXR )+(RXC (NTE )*)*)?(RXE (TQ1 (TQ2 )*)+(RXR )+(RXC )*)?"
                r"((RXA )+RXR (OBX (NTE )*)*)+(CTI )*)+",
     "OML_O33": r"MSH (SFT )*(NTE )*" + _PATIENT +
-               r"(SPM (OBX )*(SAC )*(ORC " + _TQ + r"(OBR (TCD )?(NTE )*(DG1 )*(OBX (TCD )?(NTE )*)*)?(FT1 )*(CTI )*(BLG )?)+)+",
+               r"(SPM (OBX )*(SAC )*(ORC " + _TQ +
+               r"(OBR (TCD )?(NTE )*(DG1 )*(OBX (TCD )?(NTE )*)*)?(FT1 )*(CTI )*(BLG )?)+)+",
     "OUL_R22": r"MSH (SFT )*(NTE )?(PID (PD1 )?(NTE )*)?(PV1 (PV2 )?)?"
-               r"(SPM (OBX )*((SAC (INV )?))*(OBR (ORC )?(NTE )*" + _TQ + r"(OBX (TCD )?(SID )*(NTE )*)*(CTI )*)+)+(DSC )?",
+               r"(SPM (OBX )*((SAC (INV )?))*(OBR (ORC )?(NTE )*" + _TQ +
+               r"(OBX (TCD )?(SID )*(NTE )*)*(CTI )*)+)+(DSC )?",
     "OMG_O19": r"MSH (SFT )*(NTE )*" + _PATIENT +
                r"(ORC " + _TQ + r"OBR (NTE )*(CTD )?(DG1 )*(OBX (NTE )*)*(FT1 )*(CTI )*(BLG )?)+",
     "OMI_Z23": r"MSH (SFT )*(NTE )*" + _PATIENT +
@@ -78,7 +82,7 @@ def check_structure(msg: Message, structure: str) -> None:
                      + (f" after {after}" if after else ""))
 
 
-def precheck_text(text: str, grammars_for: "callable") -> None:
+def precheck_text(text: str, grammars_for: Callable[[str, str], str | None]) -> None:
     """Run the grammar on decoded text before full parsing, so that a file with
     scrambled segments is reported by its first out-of-place segment.
 

@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 _NAME = re.compile(
     r"^(?P<pid>[0-9A-Za-z]{1,64})_(?P<date>\d{8}|-)_(?P<kind>[A-Z]{3}(?:-\d{2})?)_"

@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
@@ -48,9 +48,11 @@ TEXT = {
     "ja": {
         "title": "地域医療連携ネットワーク ログイン", "intro": "「%s」があなたの権限でのアクセスを求めています。",
         "scopes": "求められている権限:", "username": "ユーザーID", "password": "パスワード",
-        "otp": "確認コード（認証アプリの6桁）", "otp_help": "認証アプリを使えない場合は、リカバリーコードを入力してください。",
+        "otp": "確認コード（認証アプリの6桁）",
+        "otp_help": "認証アプリを使えない場合は、リカバリーコードを入力してください。",
         "patient": "対象患者ID（任意）", "allow": "ログインして許可", "deny": "拒否",
-        "failed": "ユーザーID、パスワードまたは確認コードが正しくありません。続けて失敗するとアカウントは一時的にロックされます。",
+        "failed": "ユーザーID、パスワードまたは確認コードが正しくありません。"
+                  "続けて失敗するとアカウントは一時的にロックされます。",
         "csrf": "画面の有効期限が切れました。もう一度お試しください。",
     },
     "en": {
@@ -59,7 +61,8 @@ TEXT = {
         "otp": "Verification code (6 digits from your authenticator app)",
         "otp_help": "If you cannot use your authenticator app, enter a recovery code.",
         "patient": "Patient id (optional)", "allow": "Sign in and allow", "deny": "Deny",
-        "failed": "The user ID, password or verification code is not correct. Repeated failures lock the account for a while.",
+        "failed": "The user ID, password or verification code is not correct. "
+                  "Repeated failures lock the account for a while.",
         "csrf": "This page has expired. Please try again.",
     },
 }
@@ -143,13 +146,15 @@ def auth_router(node: Any, recorder: Any = None) -> APIRouter:
         client = grant.request.client
         scopes = (dict(params).get("scope") or "").split()
         ask_patient = "launch/patient" in scopes
+        kept = [(k, v) for k, v in params if k in AUTHORIZE_PARAMS]
         html = _TEMPLATES.get_template("login.html").render(
-            lang=lang, t=t, client_name=client.name, scopes=scopes, params=[(k, v) for k, v in params if k in AUTHORIZE_PARAMS],
+            lang=lang, t=t, client_name=client.name, scopes=scopes, params=kept,
             csrf=csrf, action="/auth/login", error=error, ask_patient=ask_patient,
-            lang_query=urlencode([(k, v) for k, v in params if k in AUTHORIZE_PARAMS] + [("lang", "en" if lang == "ja" else "ja")]),
+            lang_query=urlencode([*kept, ("lang", "en" if lang == "ja" else "ja")]),
         )
-        resp = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                                                                "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
+        resp = HTMLResponse(html, status_code=status, headers={
+            "Cache-Control": "no-store", "X-Frame-Options": "DENY",
+            "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
         resp.set_cookie("hie_csrf", csrf, httponly=True, samesite="strict", secure=request.url.scheme == "https",
                         path="/auth")
         return resp
@@ -180,8 +185,8 @@ def auth_router(node: Any, recorder: Any = None) -> APIRouter:
         form = req.form
         lang = "en" if form.get("lang") == "en" else "ja"
         params = [(k, v) for k, v in form.items() if k in AUTHORIZE_PARAMS]
-        oauth_req = HieRequest("GET", _uri(node, request).split("?")[0] + "?" + urlencode(params), dict(request.headers),
-                               params, [], fhir_base=req.fhir_base)
+        oauth_req = HieRequest("GET", _uri(node, request).split("?")[0] + "?" + urlencode(params),
+                               dict(request.headers), params, [], fhir_base=req.fhir_base)
 
         def run() -> Response:
             try:
@@ -245,7 +250,7 @@ def auth_router(node: Any, recorder: Any = None) -> APIRouter:
                 return JSONResponse({"error": "insufficient_scope",
                                      "error_description": "Client registration is for operators only"}, status_code=403)
             server.create_json_request(req)
-            req.operator = principal  # type: ignore[attr-defined]
+            req.operator = principal
             try:
                 return _answer(server.registration(req))
             except OAuth2Error as err:

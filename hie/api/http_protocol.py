@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - depends on installed extras
     from uvicorn.protocols.http.h11_impl import H11Protocol as _Base  # type: ignore[assignment]
 
 
-class NoDelayProtocol(_Base):  # type: ignore[misc, valid-type]
+class NoDelayProtocol(_Base):
     def connection_made(self, transport: Any) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

@@ -156,9 +156,11 @@ def verify(conn: Connection, keys: Any) -> Report:
                 rep.add(f"seq {row.seq}: AuditEvent/{row.event_id} was deleted")
             else:
                 if st.version_id != 1:
-                    rep.add(f"seq {row.seq}: AuditEvent/{row.event_id} has version {st.version_id} (changed after recording)")
+                    rep.add(f"seq {row.seq}: AuditEvent/{row.event_id} has version {st.version_id} "
+                            "(changed after recording)")
                 if record_hash(orjson.loads(st.content)) != row.record_hash:
-                    rep.add(f"seq {row.seq}: AuditEvent/{row.event_id} content does not match its recorded hash (edited record)")
+                    rep.add(f"seq {row.seq}: AuditEvent/{row.event_id} content does not match its recorded hash "
+                            "(edited record)")
 
     for row in _chain_rows(conn):
         rep.records += 1

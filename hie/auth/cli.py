@@ -38,7 +38,8 @@ def _node():  # noqa: ANN202
 def add_facility(
     code: str = typer.Option(..., help="10-digit medical-institution code."),
     name: str = typer.Option(..., help="Facility name."),
-    kind: str = typer.Option("clinic", help="hospital | clinic | dental-clinic | pharmacy | care-facility | imaging-centre | lab-centre"),
+    kind: str = typer.Option(
+        "clinic", help="hospital | clinic | dental-clinic | pharmacy | care-facility | imaging-centre | lab-centre"),
     role: str = typer.Option("both", help="Role in the network: disclosing | viewing | both."),
     region: str = typer.Option(..., help="Region (prefecture or secondary medical area)."),
     fid: str = typer.Option(None, "--id", help="Organization id (default: org-<code>)."),

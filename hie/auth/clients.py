@@ -17,11 +17,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, KeySetSerialization
 from sqlalchemy import Connection, insert, select, update
 
 from hie.auth.tables import auth_client as C
@@ -148,7 +148,7 @@ def add_client(
     (shown once, stored hashed)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
-    method = auth_method or ("private_key_jwt" if kind == "backend" else "none" if kind == "public" else "private_key_jwt")
+    method = auth_method or ("none" if kind == "public" else "private_key_jwt")
     if method not in AUTH_METHODS + ("internal",):
         raise ValueError(f"auth method must be one of {AUTH_METHODS}")
     if kind == "backend" and method not in ("private_key_jwt", "internal"):
@@ -160,7 +160,7 @@ def add_client(
     if kind != "backend" and not redirect_uris:
         raise ValueError("apps need at least one redirect URI")
     if jwks is not None and method != "internal":
-        KeySet.import_key_set(jwks)  # refuse malformed key sets at registration
+        KeySet.import_key_set(cast(KeySetSerialization, jwks))  # refuse malformed key sets at registration
     if method.startswith("client_secret"):
         secret = secret or secrets.token_urlsafe(32)
     else:

@@ -99,16 +99,17 @@ class KeyStore:
 
     def _generate(self, algs: list[str], *, audit: bool) -> None:
         for alg in algs:
-            private = ec.generate_private_key(ec.SECP256R1()) if alg == "ES256" else rsa.generate_private_key(65537, 2048)
+            private = (ec.generate_private_key(ec.SECP256R1()) if alg == "ES256"
+                       else rsa.generate_private_key(65537, 2048))
             try:
                 _write_private(self.dir / f"{_new_kid(alg)}.pem", _pem(private))
             except FileExistsError:  # another process won the race
                 pass
         if audit:
-            private = ed25519.Ed25519PrivateKey.generate()
+            signer = ed25519.Ed25519PrivateKey.generate()
             kid = _new_kid("Ed25519")
-            _write_private(self.dir / f"{kid}.pem", _pem(private))
-            (self.dir / f"{kid}.pub").write_bytes(private.public_key().public_bytes(
+            _write_private(self.dir / f"{kid}.pem", _pem(signer))
+            (self.dir / f"{kid}.pub").write_bytes(signer.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
     def rotate(self) -> list[str]:

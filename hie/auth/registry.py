@@ -96,7 +96,6 @@ def renewed(role: dict[str, Any], today: date) -> dict[str, Any] | None:
 def renew_registrations(node: Any, today: date | None = None) -> int:
     """Extend every lapsed, not withdrawn registered-physician role (run after 1 April)."""
     from hie.ingest import ingest_bundle
-    from hie.interactions.search import search_result  # noqa: F401  (search needs the registry loaded)
     from hie.principal import SYSTEM
     from hie.storage.db import read_tx
 

@@ -89,7 +89,7 @@ def grant(requested: str | None, allowed: str, *, contexts: tuple[str, ...]) -> 
         rs = parse_one(raw)
         if rs is None or rs.context not in contexts:
             continue
-        may = set()
+        may: set[str] = set()
         for a in allowed_rs:
             if a.context == rs.context and (a.res_type == "*" or a.res_type == rs.res_type):
                 may.update(a.letters)

@@ -98,7 +98,8 @@ class AuthService:
         """An access token for a registered backend client (or the node's own), with the
         requested scopes narrowed to what the client may have."""
         with write_tx(self.node.engine) as conn:
-            client = self.ensure_local_client(conn) if client_id in (None, LOCAL_CLIENT_ID) else get_client(conn, client_id)
+            client = (self.ensure_local_client(conn) if client_id in (None, LOCAL_CLIENT_ID)
+                      else get_client(conn, client_id))
             if client is None or not client.active:
                 raise LookupError(f"no active client {client_id!r}")
             granted = grant(scope, client.scope, contexts=("system",))

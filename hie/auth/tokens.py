@@ -148,7 +148,9 @@ class TokenService:
                 self._cache.popitem(last=False)
         return claims
 
-    def verify(self, conn: Connection, token: str, *, audiences: tuple[str, ...], now: float | None = None) -> dict[str, Any]:
+    def verify(
+        self, conn: Connection, token: str, *, audiences: tuple[str, ...], now: float | None = None,
+    ) -> dict[str, Any]:
         claims = self._signature_checked(token)
         now = time.time() if now is None else now
         exp = claims.get("exp")

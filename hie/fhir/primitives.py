@@ -19,7 +19,7 @@ from __future__ import annotations
 import decimal
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -41,7 +41,7 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
                 break
         elif origin is typing.Annotated:
             t = typing.get_args(t)[0]
-        elif origin in (list, typing.List):
+        elif origin in (list, list):
             is_list = True
             t = typing.get_args(t)[0]
         else:
@@ -66,7 +66,7 @@ def _kind(t: Any) -> tuple[int, str | None]:
     return OTHER, None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fields(model_name: str) -> dict[str, tuple[int, str | None, bool]]:
     """JSON name -> (kind, complex type name, is_list) of a model."""
     cls = get_fhir_model_class(model_name)

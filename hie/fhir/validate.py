@@ -15,7 +15,7 @@ Spec: https://hl7.org/fhir/R4/validation.html
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
@@ -30,7 +30,7 @@ _SUPPORTED = frozenset(SUPPORTED_TYPES)
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_class(resource_type: str) -> Any | None:
     try:
         cls = get_fhir_model_class(resource_type)

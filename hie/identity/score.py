@@ -196,7 +196,7 @@ def birth_date_level(a: str | None, b: str | None) -> str:
     if a == b:
         return EXACT if len(a) == 10 else PARTIAL
     if len(a) == 10:
-        if sum(x != y for x, y in zip(a, b)) == 1:
+        if sum(x != y for x, y in zip(a, b, strict=True)) == 1:
             return NEAR
         if a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7]:
             return NEAR

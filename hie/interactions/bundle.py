@@ -113,7 +113,8 @@ def parse_entries(ctx: Context | str, bundle: dict[str, Any]) -> list[Entry]:
             raise InvalidRequest(f"{where} must be an object", expression=[where])
         req = e.get("request")
         if not isinstance(req, dict):
-            raise InvalidRequest(f"{where}.request is required in a batch or transaction", expression=[f"{where}.request"])
+            raise InvalidRequest(f"{where}.request is required in a batch or transaction",
+                                 expression=[f"{where}.request"])
         method = req.get("method")
         if method not in METHODS:
             raise InvalidRequest(f"{where}.request.method {method!r} is not one of {', '.join(METHODS)}",
@@ -143,11 +144,13 @@ def parse_entries(ctx: Context | str, bundle: dict[str, Any]) -> list[Entry]:
                                      expression=[f"{where}.request.url"])
             entry.target_type = segs[0]
             if method == "POST" and len(segs) != 1:
-                raise InvalidRequest(f"{where}.request.url for POST must be a resource type", expression=[f"{where}.request.url"])
+                raise InvalidRequest(f"{where}.request.url for POST must be a resource type",
+                                     expression=[f"{where}.request.url"])
             if method != "POST":
                 if len(segs) == 2 and not query:
                     if not ID_RE.match(segs[1]):
-                        raise InvalidRequest(f"{where}.request.url has an invalid id", expression=[f"{where}.request.url"])
+                        raise InvalidRequest(f"{where}.request.url has an invalid id",
+                                             expression=[f"{where}.request.url"])
                     entry.target_id = segs[1]
                 elif len(segs) == 1 and query:
                     pass  # conditional
@@ -167,7 +170,9 @@ def _error_for(entry: Entry, err: FhirError) -> FhirError:
             issue.expression = [entry.where]
         else:
             issue.expression = [
-                x if x.startswith("Bundle.") else f"{entry.where}.resource.{x.split('.', 1)[1]}" if "." in x and is_resource_type(x.split('.', 1)[0]) else f"{entry.where}.{x}"
+                x if x.startswith("Bundle.")
+                else f"{entry.where}.resource.{x.split('.', 1)[1]}" if "." in x and is_resource_type(x.split(".", 1)[0])
+                else f"{entry.where}.{x}"
                 for x in issue.expression
             ]
         if not issue.diagnostics.startswith(entry.where):
@@ -306,7 +311,8 @@ def transaction(ctx: Context, bundle: dict[str, Any], prepared: Prepared | None 
                     results[entry.index] = Result(204)
                     continue
                 claim(entry, entry.target_type, rid)  # type: ignore[arg-type]
-                writes.append((entry, Write("delete", entry.target_type, rid, if_match=crud.parse_etag(entry.if_match), method="DELETE")))  # type: ignore[arg-type]
+                writes.append((entry, Write("delete", entry.target_type, rid,  # type: ignore[arg-type]
+                                            if_match=crud.parse_etag(entry.if_match), method="DELETE")))
             elif entry.method == "POST":
                 rtype = entry.target_type
                 assert rtype and entry.resource is not None
@@ -417,7 +423,8 @@ def _patch_operations(entry: Entry) -> Any:
     if res.get("resourceType") == "Binary":
         ctype = res.get("contentType", "")
         if "json-patch" not in ctype:
-            raise InvalidRequest(f"{entry.where}.resource: PATCH Binary must have contentType application/json-patch+json")
+            raise InvalidRequest(
+                f"{entry.where}.resource: PATCH Binary must have contentType application/json-patch+json")
         try:
             return orjson.loads(base64.b64decode(res.get("data", "")))
         except (ValueError, orjson.JSONDecodeError) as exc:

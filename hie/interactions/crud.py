@@ -157,7 +157,9 @@ def patch(ctx: Context, res_type: str, res_id: str, operations: Any, *, if_match
     return _written(ctx, wr)
 
 
-def conditional_patch(ctx: Context, res_type: str, query: str, operations: Any, *, if_match: str | None = None) -> Result:
+def conditional_patch(
+    ctx: Context, res_type: str, query: str, operations: Any, *, if_match: str | None = None,
+) -> Result:
     found = match_one(ctx, res_type, query, what="Conditional patch")
     if found is None:
         raise NotFound(f"Conditional patch '{query}' matches no {res_type}")
@@ -176,7 +178,8 @@ def _update_write(res_type: str, res_id: str, resource: dict[str, Any], version:
 def delete(ctx: Context, res_type: str, res_id: str, *, if_match: str | None = None) -> Result:
     wr = ctx.repo.delete(res_type, res_id, if_match=parse_etag(if_match))
     if wr.outcome == "absent":
-        return Result(200, information_outcome(f"{res_type}/{res_id} does not exist or is already deleted; nothing to do"))
+        return Result(200, information_outcome(
+            f"{res_type}/{res_id} does not exist or is already deleted; nothing to do"))
     st = wr.stored
     assert st is not None
     return Result(

@@ -77,7 +77,7 @@ def _plain(v: Any) -> Any:
 def fhirpathpy_extractor(expression: str) -> Extractor:
     """An extractor interpreting ``expression`` with fhirpathpy (R4 model)."""
     fn = fp_compile(expression, R4_MODEL, _OPTIONS)
-    fallback: Extractor | None = None
+    fallback: Callable[..., list[Any]] | None = None
     if _AS_OP.search(expression) or ".as(" in expression:
         rewritten = _AS_OP.sub(r".ofType(\1)", expression).replace(".as(", ".ofType(")
         fallback = fp_compile(rewritten, R4_MODEL, _OPTIONS)
@@ -348,7 +348,9 @@ def make_extractor(expression: str, res_type: str) -> tuple[Extractor, bool]:
 
 def split_union(expression: str) -> list[str]:
     """Split on top-level ``|``."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    depth = 0
+    cur: list[str] = []
     in_str = False
     for c in expression:
         if c == "'":

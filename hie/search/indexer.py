@@ -22,7 +22,7 @@ from itertools import product
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import ColumnElement, Connection, delete, func, select
 
 from hie.search.fhirpath import reference_type
 from hie.search.normalize import (
@@ -93,7 +93,7 @@ def token_values(v: Any) -> list[tuple[str | None, str | None, str | None, str]]
     if "value" in v and isinstance(v["value"], str):
         if v.get("system") in CONTACT_SYSTEMS:
             return [(None, v["value"], None, "")]
-        typ = v.get("type") if isinstance(v.get("type"), dict) else {}
+        typ: dict[str, Any] = v["type"] if isinstance(v.get("type"), dict) else {}
         out = [(v.get("system"), v["value"], _norm_opt(typ.get("text")), "")]
         for c in typ.get("coding") or []:
             if isinstance(c, dict) and c.get("code"):
@@ -275,7 +275,7 @@ def extract_rows(registry: SearchRegistry, res_type: str, resource: dict[str, An
                 for tt, ti, url in reference_values(v):
                     rows["search_reference"].add((code, tt, _cut(ti, 64), _cut(url, 1024)))
                 if isinstance(v, dict) and isinstance(v.get("identifier"), dict):
-                    for system, c, text, suffix in token_values(v["identifier"]):
+                    for system, c, _text, suffix in token_values(v["identifier"]):
                         if not suffix:
                             rows["search_token"].add((code + ":identifier", _cut(system, 256), _cut(c, 256), None))
             elif t == "date":
@@ -290,7 +290,7 @@ def extract_rows(registry: SearchRegistry, res_type: str, resource: dict[str, An
             elif t == "uri":
                 for s in uri_values(v):
                     rows["search_uri"].add((code, _cut(s, 1024)))
-    return {name: [dict(zip(_COLUMNS[name], r)) for r in sorted(vals, key=repr)]
+    return {name: [dict(zip(_COLUMNS[name], r, strict=True)) for r in sorted(vals, key=repr)]
             for name, vals in rows.items() if vals}
 
 
@@ -390,7 +390,7 @@ def reindex(
     reindex does not hold one huge transaction. ``progress(done, total)`` is called after
     each batch. Returns the number of resources indexed."""
     r = resource_table
-    cond = r.c.deleted.is_(False)
+    cond: ColumnElement[bool] = r.c.deleted.is_(False)
     if res_type:
         cond = cond & (r.c.res_type == res_type)
     with conn_factory() as conn:

@@ -367,7 +367,9 @@ class Builder:
 
     # -- index subqueries -----------------------------------------------------------------
 
-    def _index_in(self, res_type: str | None, r: Any, t: Any, param: str, cond: ColumnElement[bool]) -> ColumnElement[bool]:
+    def _index_in(
+        self, res_type: str | None, r: Any, t: Any, param: str, cond: ColumnElement[bool],
+    ) -> ColumnElement[bool]:
         sub = select(t.c.resource_pk).where(t.c.param == param, cond)
         if res_type:
             sub = sub.where(t.c.res_type == res_type)
@@ -709,7 +711,8 @@ def include_pks(conn: Connection, b: Builder, src: list[Row], spec: str, reverse
     if spec == "*":
         parts = ["*", "*"]
     if len(parts) not in (2, 3):
-        raise _bad(f"Invalid include {spec!r}: use Type:parameter[:targetType]", "_revinclude" if reverse else "_include")
+        raise _bad(f"Invalid include {spec!r}: use Type:parameter[:targetType]",
+                   "_revinclude" if reverse else "_include")
     src_type, code = parts[0], parts[1]
     target = parts[2] if len(parts) == 3 else None
     if src_type != "*" and not b._is_type(src_type):

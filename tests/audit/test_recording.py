@@ -51,11 +51,13 @@ def test_read_is_audited_in_balp_shape_with_patient_client_facility_and_address(
     client, rec = audited
     h.seed(node)
     b = h.backend(node, scope="system/*.rs")
-    r = client.get("/fhir/Observation/obs-p1", headers={"Authorization": f"Bearer {_token(node, b.client_id, 'system/*.rs')}"})
+    auth = {"Authorization": f"Bearer {_token(node, b.client_id, 'system/*.rs')}"}
+    r = client.get("/fhir/Observation/obs-p1", headers=auth)
     assert r.status_code == 200
     assert rec.flush() == 1
     (ev,) = _events(node)
-    assert ev["type"]["code"] == "rest" and ev["subtype"] == [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read"}]
+    assert ev["type"]["code"] == "rest"
+    assert ev["subtype"] == [{"system": "http://hl7.org/fhir/restful-interaction", "code": "read"}]
     assert ev["action"] == "R" and ev["outcome"] == "0"
     assert ev["purposeOfEvent"][0]["coding"][0]["code"] == "TREAT"
     client_agent = ev["agent"][0]

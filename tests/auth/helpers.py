@@ -76,7 +76,8 @@ def user(node: Any, *, kind: str = "practitioner", username: str = "dr-tanaka", 
                         roles=roles, now_us=node.clock.now_us())
 
 
-def app_client(node: Any, *, redirect: str = "http://127.0.0.1:9/cb", scope: str = "openid fhirUser offline_access launch/patient patient/*.rs user/*.rs") -> str:
+def app_client(node: Any, *, redirect: str = "http://127.0.0.1:9/cb",
+               scope: str = "openid fhirUser offline_access launch/patient patient/*.rs user/*.rs") -> str:
     with node.engine.begin() as conn:
         client, _ = add_client(conn, name="Viewer app", kind="public", auth_method="none", scope=scope,
                                redirect_uris=[redirect], now_us=node.clock.now_us())

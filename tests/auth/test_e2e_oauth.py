@@ -34,7 +34,8 @@ def test_backend_services_token_then_fhir_calls(live, alg):
     h.seed(live.node)
     b = h.backend(live.node, alg=alg, scope="system/Patient.rs system/Observation.rs")
     with backend_session(live, b) as s:
-        token = s.fetch_token(live.token_url, grant_type="client_credentials", scope="system/Patient.rs system/Observation.cruds")
+        token = s.fetch_token(live.token_url, grant_type="client_credentials",
+                              scope="system/Patient.rs system/Observation.cruds")
         assert token["token_type"].lower() == "bearer"
         assert token["scope"] == "system/Patient.rs system/Observation.rs"  # narrowed to what the client may have
         assert 0 < token["expires_in"] <= 300
@@ -45,7 +46,8 @@ def test_backend_services_token_then_fhir_calls(live, alg):
         assert [e["resource"]["id"] for e in bundle["entry"]] == ["obs-p1"]
         # no create permission was granted
         r = s.post(f"{live.fhir}/Observation", json={"resourceType": "Observation", "status": "final",
-                                                      "code": {"text": "x"}}, headers={"Content-Type": "application/fhir+json"})
+                                                      "code": {"text": "x"}},
+                   headers={"Content-Type": "application/fhir+json"})
         assert r.status_code == 403
         assert r.json()["issue"][0]["code"] == "forbidden"
 
@@ -191,7 +193,8 @@ def test_authorization_code_pkce_totp_login_refresh_revoke_introspect(live):
     fresh = app.refresh_token(f"{live.url}/auth/token", refresh_token=new["refresh_token"])
     httpx.post(f"{live.url}/auth/revoke", data={"token": fresh["refresh_token"], "client_id": cid,
                                                 "token_type_hint": "refresh_token"})
-    assert httpx.get(f"{live.fhir}/Patient/p1", headers={"Authorization": f"Bearer {fresh['access_token']}"}).status_code == 401
+    auth = {"Authorization": f"Bearer {fresh['access_token']}"}
+    assert httpx.get(f"{live.fhir}/Patient/p1", headers=auth).status_code == 401
 
 
 def test_patient_app_login_is_confined_to_the_patients_own_record(live):

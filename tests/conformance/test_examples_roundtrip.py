@@ -53,7 +53,8 @@ EXAMINED_REJECTIONS: dict[str, str] = {
     "Consent-consent-example-notThem.json": _FORM,
     "Consent-consent-example-notThis.json": _FORM,
     "Consent-consent-example-notTime.json": _FORM,
-    "Consent-consent-example-pkb.json": "opt-out consent: APPI requires opt-in for sharing medical data (node Consent profile)",
+    "Consent-consent-example-pkb.json":
+        "opt-out consent: APPI requires opt-in for sharing medical data (node Consent profile)",
     "Consent-consent-example-signature.json": _NO_TYPE,
     "Consent-consent-example-smartonfhir.json": _NO_TYPE,
     "Evidence-example.json": "Evidence was redesigned in R4B (variableDefinition 1..*); the R4 shape does not fit",

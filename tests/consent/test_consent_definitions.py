@@ -53,9 +53,11 @@ def test_every_published_file_is_listed():
 
 def test_profile_constrains_base_consent():
     assert SD["url"] == CONSENT_PROFILE
-    assert (SD["type"], SD["kind"], SD["derivation"], SD["fhirVersion"]) == ("Consent", "resource", "constraint", "4.0.1")
+    assert (SD["type"], SD["kind"], SD["derivation"], SD["fhirVersion"]) == (
+        "Consent", "resource", "constraint", "4.0.1")
     assert SD["baseDefinition"] == "http://hl7.org/fhir/StructureDefinition/Consent"
-    assert all(e["id"] == e["path"] and (e["path"] == "Consent" or e["path"].startswith("Consent.")) for e in ELEMENTS.values())
+    assert all(e["id"] == e["path"] and (e["path"] == "Consent" or e["path"].startswith("Consent."))
+               for e in ELEMENTS.values())
 
 
 def test_profile_fixes_scope_and_opt_in():
@@ -118,7 +120,8 @@ def _mutate(edit):
 BAD = [
     ("hie-con-1", lambda p: p.update(provision=[{"type": "permit"}])),
     ("hie-con-2", lambda p: p.update(actor=[b.actor("Patient/q")])),
-    ("hie-con-3", lambda p: p.update({"class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Observation"}]})),
+    ("hie-con-3",
+     lambda p: p.update({"class": [{"system": "http://hl7.org/fhir/resource-types", "code": "Observation"}]})),
     ("hie-con-3", lambda p: p.update(code=[{"coding": [{"system": "http://loinc.org", "code": "11502-2"}]}])),
     ("hie-con-4", lambda p: p.update(data=[{"meaning": "instance", "reference": {"reference": "Observation/o"}}])),
     ("hie-con-5", lambda p: p.pop("type")),

@@ -208,7 +208,8 @@ def test_json_patch(client):
 def test_json_patch_that_breaks_the_resource_is_rejected(client):
     put(client, "Patient/pt2", patient("pt2"))
     ops = [{"op": "add", "path": "/bogus", "value": 1}]
-    r = client.patch("/fhir/Patient/pt2", content=orjson.dumps(ops), headers={"Content-Type": "application/json-patch+json"})
+    r = client.patch("/fhir/Patient/pt2", content=orjson.dumps(ops),
+                     headers={"Content-Type": "application/json-patch+json"})
     assert r.status_code == 400
     assert issue(r)["expression"] == ["Patient.bogus"]
     assert client.get("/fhir/Patient/pt2").json()["meta"]["versionId"] == "1"
@@ -283,7 +284,8 @@ def test_capability_statement_lists_real_interactions(client):
     rest = cs["rest"][0]
     assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system", "search-system"}
     pat = next(r for r in rest["resource"] if r["type"] == "Patient")
-    assert {"read", "vread", "update", "patch", "delete", "create", "search-type"} <= {i["code"] for i in pat["interaction"]}
+    codes = {i["code"] for i in pat["interaction"]}
+    assert {"read", "vread", "update", "patch", "delete", "create", "search-type"} <= codes
     assert not any(r["type"] == "MedicinalProduct" for r in rest["resource"])
 
 

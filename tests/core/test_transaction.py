@@ -40,7 +40,8 @@ def count_rows(node, table=resource):
 def test_transaction_rewrites_urn_uuid_references(client):
     r = send(client, tx(
         post_entry("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a", PAT),
-        post_entry("urn:uuid:88f151c0-a954-468a-88bd-5ae15c08e059", obs("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a")),
+        post_entry("urn:uuid:88f151c0-a954-468a-88bd-5ae15c08e059",
+                   obs("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a")),
     ))
     assert r.status_code == 200, r.text
     body = r.json()
@@ -156,7 +157,8 @@ def test_conditional_create_in_transaction_and_rest(client):
     r = send(client, tx(
         {"fullUrl": "urn:uuid:f7d0a0a2-7c39-4b6f-8a0e-2c1a2b3c4d5e", "resource": pat,
          "request": {"method": "POST", "url": "Patient", "ifNoneExist": q}},
-        post_entry("urn:uuid:a8d0a0a2-7c39-4b6f-8a0e-2c1a2b3c4d5e", obs("urn:uuid:f7d0a0a2-7c39-4b6f-8a0e-2c1a2b3c4d5e")),
+        post_entry("urn:uuid:a8d0a0a2-7c39-4b6f-8a0e-2c1a2b3c4d5e",
+                   obs("urn:uuid:f7d0a0a2-7c39-4b6f-8a0e-2c1a2b3c4d5e")),
     ))
     assert r.status_code == 200, r.text
     e0, e1 = r.json()["entry"]

@@ -30,10 +30,12 @@ def org(oid: str) -> dict[str, Any]:
     return res
 
 
-def tagged(res: dict[str, Any], custodian: str, *, labels: tuple[str, ...] = (), uninformed: bool = False) -> dict[str, Any]:
+def tagged(res: dict[str, Any], custodian: str, *, labels: tuple[str, ...] = (),
+           uninformed: bool = False) -> dict[str, Any]:
     meta: dict[str, Any] = {"tag": [{"system": CUSTODIAN_TAG_SYSTEM, "code": custodian}]}
     if uninformed:
-        meta["tag"].append({"system": "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication", "code": "UNINFORMED"})
+        meta["tag"].append({"system": "http://jpfhir.jp/fhir/clins/CodeSystem/JP_ehrshrs_indication",
+                            "code": "UNINFORMED"})
     if labels:
         meta["security"] = [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": c} for c in labels]
     return {**res, "meta": meta}
@@ -45,7 +47,8 @@ def patient(pid: str, custodian: str) -> dict[str, Any]:
 
 def lab(oid: str, pid: str, custodian: str, when: str | None, **kw: Any) -> dict[str, Any]:
     res: dict[str, Any] = {"resourceType": "Observation", "id": oid, "status": "final",
-                           "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+                           "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                                     "code": "laboratory"}]}],
                            "code": {"text": "HbA1c"}, "subject": {"reference": f"Patient/{pid}"},
                            "valueQuantity": {"value": 7.0, "unit": "%"}}
     if when:
@@ -55,7 +58,8 @@ def lab(oid: str, pid: str, custodian: str, when: str | None, **kw: Any) -> dict
 
 def condition(cid: str, pid: str, custodian: str, when: str, **kw: Any) -> dict[str, Any]:
     return tagged({"resourceType": "Condition", "id": cid, "code": {"text": "2型糖尿病"},
-                   "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                   "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                                  "code": "active"}]},
                    "subject": {"reference": f"Patient/{pid}"}, "onsetDateTime": when}, custodian, **kw)
 
 
@@ -126,7 +130,8 @@ def _consents() -> dict[str, list[dict[str, Any]]]:
             builder.provision("deny", classes=["lab"])]), **kw)],
         "expired": [builder.chosen_facilities("c1", P, ["Organization/org-b", "Organization/org-c"], provision_kw={
             "in_force": builder.period("2025-01-01", "2025-12-31")}, **kw)],
-        "revoked": [builder.chosen_facilities("c1", P, ["Organization/org-b", "Organization/org-c"], status="inactive", **kw)],
+        "revoked": [builder.chosen_facilities("c1", P, ["Organization/org-b", "Organization/org-c"],
+                                              status="inactive", **kw)],
         "sensitive-denied": [builder.consent("c1", P, builder.provision("permit", provisions=[
             builder.provision("deny", labels=["PSY"])]), **kw)],
         "hiv-permitted-for-c": [

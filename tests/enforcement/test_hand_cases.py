@@ -10,7 +10,8 @@ from tests.enforcement.test_sql_matches_reference import NOW_US, VIEWERS, visibl
 
 ADMIN = {"Organization/org-a", "Organization/org-b", "Organization/org-c"}
 P1_ORDINARY_FROM_A = {"Patient/p1", "Observation/lab-a-2024", "Observation/lab-a-2026", "Observation/lab-a-undated",
-                      "Condition/cond-a", "Condition/cond-a-uninformed", "MedicationRequest/med-a", "DocumentReference/doc-a"}
+                      "Condition/cond-a", "Condition/cond-a-uninformed", "MedicationRequest/med-a",
+                      "DocumentReference/doc-a"}
 P1_SENSITIVE = {"Observation/lab-a-hiv", "Observation/lab-a-hiv-psy", "Condition/cond-a-psy"}
 
 
@@ -42,7 +43,8 @@ def test_facility_b_only(node):
 
 def test_all_except_b(node):
     setup(node, "all-except-b")
-    assert clinical(visible_ids(node, VIEWERS["facility-b"])) == {"Observation/lab-b-2026", "Patient/p2", "Observation/lab-p2-b"}
+    assert clinical(visible_ids(node, VIEWERS["facility-b"])) == {
+        "Observation/lab-b-2026", "Patient/p2", "Observation/lab-p2-b"}
     assert clinical(visible_ids(node, VIEWERS["facility-c"])) == P1_ORDINARY_FROM_A | {"Observation/lab-b-2026"}
 
 

@@ -70,8 +70,10 @@ def region() -> list[dict[str, Any]]:
                     "performer": [{"reference": "Organization/leakorg-d"}],
                     "valueQuantity": {"value": 7 + i, "unit": "%"}})
     out.append({"resourceType": "Condition", "id": "leakcond-1", "meta": _meta(D),
-                "code": {"text": "高血圧"}, "subject": {"reference": "Patient/leakpat-1"}, "onsetDateTime": "2020-01-01",
-                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}})
+                "code": {"text": "高血圧"}, "subject": {"reference": "Patient/leakpat-1"},
+                "onsetDateTime": "2020-01-01",
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                               "code": "active"}]}})
     out.append({"resourceType": "Provenance", "id": "leakprov-1", "meta": _meta(D),
                 "target": [{"reference": "Observation/leakobs-0"}], "recorded": "2026-10-01T10:00:00+09:00",
                 "agent": [{"who": {"reference": "Organization/leakorg-d"}}]})
@@ -91,7 +93,8 @@ def consent_state(name: str) -> list[dict[str, Any]]:
         "labs-excluded": [builder.consent("leakconsent-1", P, builder.provision("permit", provisions=[
             builder.provision("deny", classes=["lab"])]), **kw)],
         "expired": [builder.chosen_facilities("leakconsent-1", P, ["Organization/leakorg-a", "Organization/leakorg-b"],
-                                              provision_kw={"in_force": builder.period("2025-01-01", "2025-12-31")}, **kw)],
+                                              provision_kw={"in_force": builder.period("2025-01-01", "2025-12-31")},
+                                              **kw)],
         "revoked": [builder.chosen_facilities("leakconsent-1", P, ["Organization/leakorg-a", "Organization/leakorg-b"],
                                               status="inactive", **kw)],
         "sensitive-denied": [builder.consent("leakconsent-1", P, builder.provision("permit", provisions=[
@@ -235,7 +238,7 @@ def follow_pages(p: Prober, url: str) -> tuple[set[str], int | None]:
 
 
 def probe_everything(node: Any, p: Prober, viewer: str) -> None:
-    allowed, hidden_ids = p.allowed, p.hidden_ids
+    allowed = p.allowed  # hidden ids are checked by every p.get
     all_ids = [f"{r['resourceType']}/{r['id']}" for r in region()]
     missing_text = None
     for ref in ["Observation/leakobs-nonexistent", *all_ids]:
@@ -323,7 +326,8 @@ def test_nothing_hidden_leaks_on_any_path(node, state):
     if consent_state(state):
         put_all(node, consent_state(state))
     toks = tokens(node)
-    everything_ids = {f"{r['resourceType']}/{r['id']}" for r in region()} | {f"Consent/{c['id']}" for c in consent_state(state)}
+    everything_ids = ({f"{r['resourceType']}/{r['id']}" for r in region()}
+                      | {f"Consent/{c['id']}" for c in consent_state(state)})
     with TestClient(node.create_app(), base_url="http://testserver") as client:
         for viewer in ("facility-a", "facility-b", "disclosing-d", "patient"):
             allowed = allowed_ids(node, viewer)

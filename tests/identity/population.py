@@ -282,7 +282,7 @@ class _Gen:
         hh = self.household()
         family = self.family_name()
         husband_year = rng.randint(1950, 1998)
-        husband = self.person(family, self.given_name("male", husband_year), "male", self.birth_date(husband_year), hh)
+        self.person(family, self.given_name("male", husband_year), "male", self.birth_date(husband_year), hh)
         wife_year = max(1950, min(2000, husband_year + rng.randint(-4, 3)))
         wife = self.person(family, self.given_name("female", wife_year), "female", self.birth_date(wife_year), hh)
         wife.maiden = self.family_name(exclude=family[0])
@@ -377,7 +377,7 @@ _VOICED_TOGGLE = {}
 for _base in "カキクケコサシスセソタチツテトハヒフヘホ":
     _voiced = chr(ord(_base) + 1)
     _VOICED_TOGGLE[_base], _VOICED_TOGGLE[_voiced] = _voiced, _base
-_SMALL_TOGGLE = dict(zip("ャュョッァィゥェォヤユヨツアイウエオ", "ヤユヨツアイウエオャュョッァィゥェォ"))
+_SMALL_TOGGLE = dict(zip("ャュョッァィゥェォヤユヨツアイウエオ", "ヤユヨツアイウエオャュョッァィゥェォ", strict=True))
 _KANJI_NUM = "〇一二三四五六七八九"
 
 

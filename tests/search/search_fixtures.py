@@ -52,8 +52,10 @@ RESOURCES = [
     _obs("obs3", "Patient/p2", status="amended", code=_code("85354-9", "Blood pressure panel"),
          effectivePeriod={"start": "2020-01-01", "end": "2020-01-31"},
          component=[
-             {"code": _code("8480-6", "Systolic"), "valueQuantity": {"value": 120, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}},
-             {"code": _code("8462-4", "Diastolic"), "valueQuantity": {"value": 80, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}},
+             {"code": _code("8480-6", "Systolic"),
+              "valueQuantity": {"value": 120, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}},
+             {"code": _code("8462-4", "Diastolic"),
+              "valueQuantity": {"value": 80, "unit": "mmHg", "system": UCUM, "code": "mm[Hg]"}},
          ]),
     _obs("obs4", "Patient/p3", status="preliminary", code={"text": "Free text only"},
          valueString="Positive result", effectiveDateTime="2019"),

@@ -83,7 +83,8 @@ def generate(oracle: Oracle, rnd: random.Random) -> list[tuple[str, list[tuple[s
                     continue
                 s = ss[0]
                 mode = rnd.choice(["", ":exact", ":contains"])
-                val = s if mode == ":exact" else (s[: rnd.randint(1, len(s))] if not mode else s[len(s) // 3: len(s) // 3 + 3] or s)
+                middle = s[len(s) // 3: len(s) // 3 + 3] or s
+                val = s if mode == ":exact" else (s[: rnd.randint(1, len(s))] if not mode else middle)
                 qs.append((t, [(p.code + mode, val)]))
             elif p.type == "token":
                 toks = [x for x in token_values(v) if x[1] and not x[3] and "," not in x[1] and "|" not in x[1]
@@ -155,12 +156,15 @@ def generate(oracle: Oracle, rnd: random.Random) -> list[tuple[str, list[tuple[s
         elif kind == 2:
             qs.append(("Patient", [("_has:Observation:patient:code", code)]))
         elif kind == 3:
-            qs.append(("Patient", [("_has:Observation:patient:code", code), ("gender", rnd.choice(["male", "female"]))]))
+            qs.append(("Patient", [("_has:Observation:patient:code", code),
+                                   ("gender", rnd.choice(["male", "female"]))]))
         elif kind == 4 and res.get("component"):
             cc = res["component"][0]["code"]["coding"][0]["code"]
-            qs.append(("Observation", [("component-code-value-quantity", f"{cc}$ge{res['component'][0]['valueQuantity']['value']:g}")]))
+            value = res["component"][0]["valueQuantity"]["value"]
+            qs.append(("Observation", [("component-code-value-quantity", f"{cc}$ge{value:g}")]))
         else:
-            qs.append(("Observation", [("patient", subj), ("date", "ge" + _day(date_values(res.get("effectiveDateTime", "2000"))[0][0]))]))
+            low = date_values(res.get("effectiveDateTime", "2000"))[0][0]
+            qs.append(("Observation", [("patient", subj), ("date", "ge" + _day(low))]))
     for _ in range(30):
         pk, res = rnd.choice(obs)
         code = res["code"]["coding"][0]["code"]

@@ -329,7 +329,8 @@ def test_summary_true_keeps_summary_elements_and_marks_subsetted(ctx, data):
     b = search(ctx, "Patient", [("_id", "p1"), ("_summary", "true")])
     res = b["entry"][0]["resource"]
     assert "name" in res and "birthDate" in res and "telecom" in res
-    assert {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"} in res["meta"]["tag"]
+    subsetted = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
+    assert subsetted in res["meta"]["tag"]
     b = search(ctx, "Observation", [("_id", "obs1"), ("_summary", "true")])
     assert "encounter" in b["entry"][0]["resource"] and "category" not in b["entry"][0]["resource"]
     b = search(ctx, "Organization", [("_id", "o1"), ("_summary", "text")])

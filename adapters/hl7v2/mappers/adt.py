@@ -52,7 +52,8 @@ JP_ALLERGY = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_AllergyIntoleran
 
 
 def map_adt(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
-    event = msg.message_type[1] or msg.first("EVN") and msg.first("EVN").get(1)
+    evn = msg.first("EVN")
+    event = msg.message_type[1] or (evn.get(1) if evn is not None else None)
     if event in DEMOGRAPHIC_EVENTS:
         _demographics(msg, b, ctx)
     elif event == "A60":
@@ -74,7 +75,7 @@ def map_adt(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
 
 def _demographics(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
     common.put_patient(msg, b, ctx)
-    for i, obx in enumerate(msg.all("OBX")):
+    for obx in msg.all("OBX"):
         code = obx.get(3)
         vital = code.startswith("9N")  # JLAC10 9N... = body measurements (height, weight)
         cat = common.category("vital-signs", "Vital Signs") if vital else common.category("laboratory", "Laboratory")

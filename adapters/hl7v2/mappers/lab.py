@@ -144,7 +144,7 @@ def _report(obr: Segment, orc: Segment | None, obxs: list[Segment], spec: dict |
     cat = common.category("laboratory", "Laboratory") if lab else None
     seen: dict[tuple[str, ...], int] = {}
     for obx in obxs:
-        okey = ("OBX",) + rkey + (obx.get(3, 1), obx.get(3, 3), obx.get(4))
+        okey: tuple[str, ...] = ("OBX",) + rkey + (obx.get(3, 1), obx.get(3, 3), obx.get(4))
         seen[okey] = seen.get(okey, 0) + 1
         if seen[okey] > 1:
             okey = okey + (str(seen[okey]),)

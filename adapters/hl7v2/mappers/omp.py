@@ -25,7 +25,6 @@ from ..errors import MappingError, TABLE_VALUE_NOT_FOUND
 from ..ids import RP_NUMBER_SYSTEM, order_system
 from ..jahis import MapContext
 from ..message import Message, Segment
-from . import common
 
 JP_MEDREQ = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_MedicationRequest"
 JP_MEDREQ_INJ = "http://jpfhir.jp/fhir/core/StructureDefinition/JP_MedicationRequest_Injection"
@@ -102,7 +101,8 @@ def map_rde(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
         res["identifier"] = identifiers
         res["status"] = _order_status(orc)
         res["intent"] = "order"
-        category = [cc for cc in (jahis.codeable(rxe, 21, ctx, rep=i, overrides={"MR9P": cs.MERIT9_CATEGORY}) for i in range(len(rxe.reps(21)))) if cc]
+        category = [cc for cc in (jahis.codeable(rxe, 21, ctx, rep=i, overrides={"MR9P": cs.MERIT9_CATEGORY})
+                                  for i in range(len(rxe.reps(21)))) if cc]
         if category:
             res["category"] = category
         if is_injection:
@@ -123,7 +123,7 @@ def map_rde(msg: Message, b: BundleBuilder, ctx: MapContext) -> None:
                     ing["strength"] = {"numerator": q, "denominator": {"value": 1}}
                 ingredients.append(ing)
             form = jahis.codeable(rxe, 6, ctx, overrides={"MR9P": cs.MERIT9_FORM})
-            med = {"resourceType": "Medication", "id": contained_id, "ingredient": ingredients}
+            med: dict[str, Any] = {"resourceType": "Medication", "id": contained_id, "ingredient": ingredients}
             if form:
                 med["form"] = form
             kind = jahis.codeable(rxe, 2, ctx)

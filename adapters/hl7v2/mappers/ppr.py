@@ -28,7 +28,8 @@ CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 # Table 0177 confidentiality -> FHIR security labels.
-_CONFIDENTIALITY = {c: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality" for c in ("U", "L", "M", "N", "R", "V")}
+_CONFIDENTIALITY = {c: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+                    for c in ("U", "L", "M", "N", "R", "V")}
 _CONFIDENTIALITY.update({c: "http://terminology.hl7.org/CodeSystem/v3-ActCode"
                          for c in ("PSY", "HIV", "ETH", "SDV", "SEX", "STD", "TBOO", "SICKLE")})
 _ACTIONS = {"AD", "CO", "DE", "LI", "UC", "UN", "UP"}
@@ -73,7 +74,9 @@ def _condition(prb: Segment, zpr: Segment | None, b: BundleBuilder, ctx: MapCont
         tag = prb.get(10, 3)
         if tag not in ("I10", "I10C", "I9", "I9C"):
             ctx.warn("PRB-10", f"classification tag {tag!r} is not ICD-10; kept with its tag system")
-        codings.append(jahis.coding(icd, prb.get(10, 2), tag or "I10", "PRB-10", ctx))
+        icd_coding = jahis.coding(icd, prb.get(10, 2), tag or "I10", "PRB-10", ctx)
+        if icd_coding:
+            codings.append(icd_coding)
     if not codings:
         raise MappingError("PRB-3", "disease code is empty")
     res: dict[str, Any] = {
@@ -100,9 +103,9 @@ def _condition(prb: Segment, zpr: Segment | None, b: BundleBuilder, ctx: MapCont
                         c["display"] = zpr.get(field, 2, rep=i)
                     extensions.append({"url": url, "valueCodeableConcept": {"coding": [c]}})
     outcome = prb.get(14, 1)
-    if outcome:
-        cc = jahis.codeable(prb, 14, ctx)
-        extensions.append({"url": OUTCOME_EXT, "valueCodeableConcept": cc})
+    outcome_cc = jahis.codeable(prb, 14, ctx) if outcome else None
+    if outcome_cc:
+        extensions.append({"url": OUTCOME_EXT, "valueCodeableConcept": outcome_cc})
     if extensions:
         res["extension"] = extensions
     abatement = jahis.ts(prb.get(9), "PRB-9", ctx)

@@ -140,7 +140,8 @@ def upgrade() -> None:
     sa.Column('canon_code', sa.String(length=128), nullable=True)
     )
     with op.batch_alter_table('search_quantity', schema=None) as batch_op:
-        batch_op.create_index('ix_search_quantity_canon', ['res_type', 'param', 'canon_code', 'canon_value'], unique=False)
+        batch_op.create_index('ix_search_quantity_canon', ['res_type', 'param', 'canon_code', 'canon_value'],
+                              unique=False)
         batch_op.create_index('ix_search_quantity_pk', ['resource_pk', 'param'], unique=False)
         batch_op.create_index('ix_search_quantity_value', ['res_type', 'param', 'code', 'value'], unique=False)
 
@@ -155,7 +156,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('search_reference', schema=None) as batch_op:
         batch_op.create_index('ix_search_reference_pk', ['resource_pk', 'param'], unique=False)
-        batch_op.create_index('ix_search_reference_target', ['target_id', 'target_type', 'res_type', 'param'], unique=False)
+        batch_op.create_index('ix_search_reference_target', ['target_id', 'target_type', 'res_type', 'param'],
+                              unique=False)
         batch_op.create_index('ix_search_reference_url', ['url'], unique=False)
 
     op.create_table('search_string',
@@ -168,7 +170,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('search_string', schema=None) as batch_op:
         batch_op.create_index('ix_search_string_pk', ['resource_pk', 'param'], unique=False)
-        batch_op.create_index('ix_search_string_value', ['res_type', 'param', 'value_norm'], unique=False, postgresql_ops={'value_norm': 'varchar_pattern_ops'})
+        batch_op.create_index('ix_search_string_value', ['res_type', 'param', 'value_norm'], unique=False,
+                              postgresql_ops={'value_norm': 'varchar_pattern_ops'})
 
     op.create_table('search_token',
     sa.Column('resource_pk', sa.BigInteger(), nullable=False),
@@ -192,7 +195,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('search_uri', schema=None) as batch_op:
         batch_op.create_index('ix_search_uri_pk', ['resource_pk', 'param'], unique=False)
-        batch_op.create_index('ix_search_uri_value', ['res_type', 'param', 'value'], unique=False, postgresql_ops={'value': 'varchar_pattern_ops'})
+        batch_op.create_index('ix_search_uri_value', ['res_type', 'param', 'value'], unique=False,
+                              postgresql_ops={'value': 'varchar_pattern_ops'})
 
     # ### end Alembic commands ###
 
