@@ -160,6 +160,25 @@ def listen_mllp(
     node.close()
 
 
+@ingest_app.command("prune-mllp")
+def ingest_prune_mllp(
+    days: int = typer.Option(..., "--days", help="Forget MLLP messages last seen more than this many days ago."),
+    database_url: str | None = _DB,
+) -> None:
+    """Forget old MLLP control ids (duplicate detection): an identical resend of a forgotten
+    message is processed again (idempotent), another message under its id is accepted."""
+    from adapters.mllp.receipts import prune
+
+    if days < 1:
+        _refuse(f"--days: {days} is not a positive number of days", 2)
+    node = _node(database_url)
+    try:
+        n = prune(node, older_than_us=node.clock.now_us() - days * 86_400_000_000)
+    finally:
+        node.close()
+    console.print(f"{n} MLLP messages older than {days} days forgotten.")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 

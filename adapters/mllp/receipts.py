@@ -106,3 +106,13 @@ def accepted(node: Any, key: MessageKey) -> Accepted | None:
         row = conn.execute(select(M.c.content_hash, M.c.ack, M.c.received)
                            .where(key.where() & (M.c.status == "accepted"))).first()
     return Accepted(content_hash=row.content_hash, ack=bytes(row.ack), received=row.received) if row else None
+
+
+def prune(node: Any, *, older_than_us: int) -> int:
+    """Forget messages last seen before ``older_than_us`` (epoch microseconds); returns how
+    many. A forgotten control id binds nothing any more: an identical resend is processed
+    again (idempotently) and another message under that id is accepted."""
+    from sqlalchemy import delete
+
+    with write_tx(node.engine) as conn:
+        return conn.execute(delete(M).where(M.c.updated < older_than_us)).rowcount or 0

@@ -181,3 +181,18 @@ def test_a_message_without_msh18_replays_with_the_listeners_charset(node, monkey
 def _patient_url_sjis(node, message: bytes) -> str:  # noqa: ANN001
     result = map_message(message, facility=FACILITY, source="t", ids=Feed(node).ids, default_charset="shift_jis")
     return f"Patient/{result.patient_id}"
+
+
+def test_pruned_control_ids_bind_nothing(node) -> None:  # noqa: ANN001
+    from adapters.mllp import receipts
+
+    first, second = adt_message("CTRL-P", "P-P1"), adt_message("CTRL-P", "P-P2", family="SATO")
+    (ack,), _ = _run(node, first)
+    assert msa(ack)[1] == "AA"
+    assert receipts.prune(node, older_than_us=0) == 0  # nothing that old: still known
+    (ack,), _ = _run(node, second)
+    assert msa(ack)[1] == "AR"
+    assert receipts.prune(node, older_than_us=node.clock.now_us() + 1) == 1
+    (ack,), p = _run(node, second)  # forgotten: the id is free again
+    assert msa(ack)[1] == "AA" and p.stats.accepted == 1
+    assert existing(node, [_patient_url(node, second)])

@@ -212,6 +212,8 @@ def test_tls_files_are_checked_at_start(tmp_path: Path) -> None:
     (("ingest", "failures", "--channel", "fax"), 2, "--channel: 'fax' is not one of load, ssmix2, mllp"),
     (("ingest", "replay", "--channel", "fax"), 2, "--channel: 'fax' is not one of"),
     (("ingest", "replay", "424242"), 1, "no ingest failure with id 424242"),
+    (("ingest", "replay", "--default-charset", "nope"), 2, "--default-charset: unknown character set 'nope'"),
+    (("ingest", "prune-mllp", "--days", "0"), 2, "--days: 0 is not a positive number of days"),
 ])
 def test_feed_command_mistakes_are_one_line_and_a_non_zero_exit(tmp_path: Path, args: tuple[str, ...], code: int,
                                                                 needle: str) -> None:
