@@ -188,6 +188,12 @@ def test_ingest_as_the_system_principal_is_audited(node) -> None:  # noqa: ANN00
     assert event["subtype"][0]["code"] == "ingest"
     assert event["agent"][0]["who"] == {"display": "system"}
     assert "test:feed-1" in event["entity"][0]["description"]
+    from hie.audit.system import SYSTEM_USE
+    from hie.principal import SYSTEM
+
+    with node.context(SYSTEM, write=False) as ctx:  # as docs/security.md says to find them
+        assert ctx.repo.search("AuditEvent", [("subtype", f"{SYSTEM_USE}|ingest")], count=10).total == 1
+        assert ctx.repo.search("AuditEvent", [("subtype", f"{SYSTEM_USE}|reindex")], count=10).total == 0
 
 
 def test_maintenance_as_the_system_principal_is_audited(node) -> None:  # noqa: ANN001
