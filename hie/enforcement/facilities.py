@@ -124,6 +124,12 @@ def lookup(conn: Connection, code: str | None) -> Facility | None:
     return directory(conn).by_code.get(code)
 
 
+def for_repository(repo: Any, code: str | None) -> Facility | None:
+    """:func:`lookup` in the transaction of ``repo`` (for interactions and operations, which
+    hold a repository, never a raw connection)."""
+    return lookup(repo.conn, code)
+
+
 def organization(conn: Connection, org_id: str) -> Facility | None:
     """The facility ``Organization/<org_id>`` describes, active or not (None: no such
     Organization, or it carries no institution code)."""

@@ -117,3 +117,12 @@ def test_the_migration_builds_the_directory_of_a_database_written_before_it(node
         command.upgrade(cfg, "heads")
     f = look(node, "1110000011")
     assert f is not None and f.network_role == "viewing" and look(node, "1110000029") is None
+
+
+def test_interactions_look_facilities_up_through_their_repository(node):
+    write(node, org("o1", "1110000011", role="disclosing"))
+    with node.context(SYSTEM, write=False) as ctx:
+        f = facilities.for_repository(ctx.repo, "1110000011")
+        assert f is not None and f.org_id == "o1" and f.may_disclose and not f.may_view
+        assert facilities.for_repository(ctx.repo, "1110000029") is None
+        assert facilities.for_repository(ctx.repo, None) is None
