@@ -101,8 +101,8 @@ def clinical_date_of(resource: dict[str, Any]) -> datetime | None:
         if isinstance(value, dict):
             value = value.get("start") or value.get("collectedDateTime")
         if isinstance(value, str):
-            try:
-                return parse_datetime(value, element)
+            try:  # written without a zone: read in the node's zone (consent.periods' rule)
+                return parse_datetime(value, element, require_zone=False)
             except ConsentError:
                 return None
     return None

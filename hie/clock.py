@@ -45,16 +45,9 @@ def http_date(us: int) -> str:
 
 
 def parse_instant_us(text: str) -> int:
-    """Parse a FHIR instant/dateTime (with zone; a date means its start in UTC)."""
-    t = text.strip()
-    if len(t) == 4:
-        t += "-01-01"
-    elif len(t) == 7:
-        t += "-01"
-    if len(t) == 10:
-        t += "T00:00:00+00:00"
-    t = t.replace("Z", "+00:00")
-    dt = datetime.fromisoformat(t)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1_000_000)
+    """The first instant (epoch µs) of a FHIR instant/dateTime/date, by the node's one date rule
+    (:func:`consent.periods.instant_range`: a value without a zone is read in the node's zone,
+    JST). Raises ValueError."""
+    from consent.periods import instant_range
+
+    return instant_range(text)[0]

@@ -8,7 +8,8 @@ Implements the value semantics of FHIR R4 search (https://hl7.org/fhir/R4/search
   type does not matter for Japanese names), drop spaces of every width, and casefold;
 * dates (https://hl7.org/fhir/R4/search.html#date): every date, dateTime, instant or
   Period becomes a closed range ``[low, high]`` of epoch microseconds in UTC whose width
-  is the value's precision; values without a time zone are taken as UTC;
+  is the value's precision; values without a time zone are read in the node's zone (JST),
+  the one rule of :mod:`consent.periods` that consent periods follow too;
 * numbers (https://hl7.org/fhir/R4/search.html#number): the implicit range of a search
   value follows its significant figures (``100`` means ``[99.5, 100.5)``);
 * quantities (https://hl7.org/fhir/R4/search.html#quantity): UCUM units with a metric
@@ -18,10 +19,11 @@ Implements the value semantics of FHIR R4 search (https://hl7.org/fhir/R4/search
 
 from __future__ import annotations
 
-import calendar
 import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
+
+from consent.periods import DateValueError, instant_range
 
 UCUM = "http://unitsofmeasure.org"
 
@@ -46,66 +48,15 @@ def norm_string(value: str) -> str:
 
 # -- dates ----------------------------------------------------------------------------
 
-_DATE_RE = re.compile(
-    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
-    r"(?:T(?P<H>\d{2})(?::(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?)?"
-    r"(?P<tz>Z|[+-]\d{2}:?\d{2})?)?)?)?$"
-)
-
-
-class DateFormatError(ValueError):
-    pass
-
-
-def _epoch_us(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0) -> int:
-    return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) * 1_000_000
+DateFormatError = DateValueError
 
 
 def date_range(value: str) -> tuple[int, int]:
-    """``[low, high]`` (epoch µs, inclusive) covered by a FHIR date/dateTime/instant string."""
-    m = _DATE_RE.match(value.strip())
-    if not m:
-        raise DateFormatError(f"not a FHIR date/dateTime: {value!r}")
-    y = int(m["y"])
-    if m["m"] is None:
-        return _epoch_us(y, 1, 1), _epoch_us(y + 1, 1, 1) - 1
-    mo = int(m["m"])
-    if not 1 <= mo <= 12:
-        raise DateFormatError(f"bad month in {value!r}")
-    if m["d"] is None:
-        ny, nm = (y + 1, 1) if mo == 12 else (y, mo + 1)
-        return _epoch_us(y, mo, 1), _epoch_us(ny, nm, 1) - 1
-    d = int(m["d"])
-    if not 1 <= d <= calendar.monthrange(y, mo)[1]:
-        raise DateFormatError(f"bad day in {value!r}")
-    if m["H"] is None:
-        low = _epoch_us(y, mo, d)
-        return low, low + 86_400_000_000 - 1
-    h = int(m["H"])
-    mi = int(m["M"] or 0)
-    s = int(m["S"] or 0)
-    if h > 23 or mi > 59 or s > 60:
-        raise DateFormatError(f"bad time in {value!r}")
-    offset = 0
-    tz = m["tz"]
-    if tz and tz != "Z":
-        sign = -1 if tz[0] == "-" else 1
-        digits = tz[1:].replace(":", "")
-        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60) * 1_000_000
-    base = _epoch_us(y, mo, d, h, mi, s if m["S"] else 0) - offset
-    if m["M"] is None:
-        return base, base + 3_600_000_000 - 1
-    if m["S"] is None:
-        return base, base + 60_000_000 - 1
-    if m["f"] is None:
-        return base, base + 1_000_000 - 1
-    frac = m["f"]
-    if len(frac) >= 6:
-        us = int(frac[:6])
-        return base + us, base + us
-    unit = 10 ** (6 - len(frac))
-    us = int(frac) * unit
-    return base + us, base + us + unit - 1
+    """``[low, high]`` (epoch µs, inclusive) covered by a FHIR date/dateTime/instant string, by
+    the node's one date rule (:func:`consent.periods.instant_range`: no zone means the node's
+    zone, JST), so that a date search and a consent ``dataPeriod`` agree on day boundaries.
+    Raises :class:`DateFormatError`."""
+    return instant_range(value)
 
 
 def format_us(us: int) -> str:

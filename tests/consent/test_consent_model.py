@@ -175,7 +175,8 @@ def test_overlapping_nested_provisions_are_accepted(parent, child):
     ("2024-02", True, datetime(2024, 3, 1, tzinfo=NODE_TZ) - timedelta(microseconds=1)),
     ("2024-12", True, datetime(2025, 1, 1, tzinfo=NODE_TZ) - timedelta(microseconds=1)),
     ("2024-02-29", True, datetime(2024, 3, 1, tzinfo=NODE_TZ) - timedelta(microseconds=1)),
-    ("2024-02-29T12:30:00Z", True, datetime(2024, 2, 29, 12, 30, tzinfo=timezone.utc)),
+    # an end written to the second covers that whole second (as a search value does)
+    ("2024-02-29T12:30:00Z", True, datetime(2024, 2, 29, 12, 30, 0, 999999, tzinfo=timezone.utc)),
     ("2024-02-29T12:30:00.5-05:00", False, datetime(2024, 2, 29, 17, 30, 0, 500000, tzinfo=timezone.utc)),
 ])
 def test_partial_dates_widen_to_their_whole_span(text, upper, expected):

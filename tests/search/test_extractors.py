@@ -91,12 +91,14 @@ def test_simple_paths_compile_and_others_do_not():
 
 def test_compiled_extractor_applies_choice_types_and_resolve_filter():
     obs = {"resourceType": "Observation", "effectivePeriod": {"start": "2020"},
-           "subject": {"reference": "Group/1"}, "performer": [{"reference": "Patient/2"}, {"reference": "Practitioner/3"}],
+           "subject": {"reference": "Group/1"},
+           "performer": [{"reference": "Patient/2"}, {"reference": "Practitioner/3"}],
            "component": [{"valueQuantity": {"value": 1}}, {"valueString": "x"}, {"valueQuantity": {"value": 2}}]}
     assert compile_path("(Observation.effective as dateTime)", "Observation")(obs) == []
     assert compile_path("Observation.effective", "Observation")(obs) == [{"start": "2020"}]
     assert compile_path("Observation.subject.where(resolve() is Patient)", "Observation")(obs) == []
-    assert compile_path("Observation.performer.where(resolve() is Patient)", "Observation")(obs) == [{"reference": "Patient/2"}]
+    performers = compile_path("Observation.performer.where(resolve() is Patient)", "Observation")(obs)
+    assert performers == [{"reference": "Patient/2"}]
     assert compile_path("(Observation.component.value as Quantity)", "Observation")(obs) == [{"value": 1}, {"value": 2}]
 
 
@@ -107,7 +109,8 @@ def test_fhirpathpy_fallback_reads_as_over_many_items_as_oftype():
 
 
 def test_expression_for_type_keeps_only_the_parts_of_that_type():
-    e = "AllergyIntolerance.patient | CarePlan.subject.where(resolve() is Patient) | Observation.subject.where(resolve() is Patient)"
+    e = ("AllergyIntolerance.patient | CarePlan.subject.where(resolve() is Patient)"
+         " | Observation.subject.where(resolve() is Patient)")
     assert expression_for_type(e, "Observation") == "Observation.subject.where(resolve() is Patient)"
     assert expression_for_type(e, "Patient") is None
     assert split_union("(A.b as C) | A.d.where(x='|')") == ["(A.b as C)", "A.d.where(x='|')"]
@@ -122,9 +125,11 @@ def test_string_normalization(text, norm):
 
 
 @pytest.mark.parametrize(("value", "low", "high"), [
-    ("2020", "2020-01-01T00:00:00.000000", "2020-12-31T23:59:59.999999"),
-    ("2020-02", "2020-02-01T00:00:00.000000", "2020-02-29T23:59:59.999999"),
-    ("2021-02-28", "2021-02-28T00:00:00.000000", "2021-02-28T23:59:59.999999"),
+    # dates, and dateTimes without a zone, are read in the node's zone (JST): consent.periods
+    ("2020", "2019-12-31T15:00:00.000000", "2020-12-31T14:59:59.999999"),
+    ("2020-02", "2020-01-31T15:00:00.000000", "2020-02-29T14:59:59.999999"),
+    ("2021-02-28", "2021-02-27T15:00:00.000000", "2021-02-28T14:59:59.999999"),
+    ("2021-03-01T19:00:00", "2021-03-01T10:00:00.000000", "2021-03-01T10:00:00.999999"),
     ("2021-03-01T10:00:00Z", "2021-03-01T10:00:00.000000", "2021-03-01T10:00:00.999999"),
     ("2021-03-01T19:00:00+09:00", "2021-03-01T10:00:00.000000", "2021-03-01T10:00:00.999999"),
     ("2021-03-01T10:00:00.5Z", "2021-03-01T10:00:00.500000", "2021-03-01T10:00:00.599999"),
@@ -184,7 +189,8 @@ def test_search_value_parsing_helpers():
 
 def test_extract_rows_deduplicates_and_uses_every_table(registry):
     obs = {"resourceType": "Observation", "id": "1", "status": "final",
-           "code": {"coding": [{"system": "http://loinc.org", "code": "1"}, {"system": "http://loinc.org", "code": "1"}]},
+           "code": {"coding": [{"system": "http://loinc.org", "code": "1"},
+                               {"system": "http://loinc.org", "code": "1"}]},
            "subject": {"reference": "Patient/9"}, "effectiveDateTime": "2020",
            "valueQuantity": {"value": 2, "system": "http://unitsofmeasure.org", "code": "mg"}}
     rows = extract_rows(registry, "Observation", obs)
