@@ -39,7 +39,7 @@ from consent.grants import NEVER_GRANTED
 from consent.model import Consent, Provision
 from consent.policy import DEFAULT_POLICY, Policy
 from consent.request import UNINFORMED, AccessRequest
-from consent.vocab import ETREAT, purpose_closure
+from consent.vocab import purpose_closure
 
 
 class Effect(str, Enum):
@@ -222,19 +222,17 @@ def break_glass_failures(request: AccessRequest, policy: Policy) -> list[str]:
     declaration = request.break_glass
     if declaration is None:
         return ["no break-the-glass declaration"]
+    rule = policy.break_glass
     failures = []
     if request.viewer_org is None:
         failures.append("only facility users can break the glass")
-    if not request.roles & policy.emergency_roles:
-        failures.append("the user lacks an emergency role (" + ", ".join(sorted(policy.emergency_roles)) + ")")
-    if ETREAT not in purpose_closure(request.purpose):
-        failures.append(f"purpose of use must be {ETREAT}, got {request.purpose}")
+    failures += rule.refusals(request.roles, request.purpose)
     if not declaration.reason.strip():
         failures.append("no reason given")
     if request.now < declaration.declared_at:
         failures.append("the declaration is dated in the future")
-    elif request.now > declaration.declared_at + policy.break_glass_duration:
-        failures.append(f"the declaration expired (valid {policy.break_glass_duration} from "
+    elif request.now > declaration.declared_at + rule.duration:
+        failures.append(f"the declaration expired (valid {rule.duration} from "
                         f"{declaration.declared_at.isoformat()})")
     return failures + _emergency(request, policy)
 

@@ -5,9 +5,12 @@ APPI allows disclosure without consent to protect life in an emergency; the MHLW
 models that exception as a policy value, separate from patients' Consents
 (https://hl7.org/fhir/R4/consent.html) and from the grants table:
 
-- **break-the-glass**: a user holding an emergency role declares purpose of use ETREAT
-  (v3 ActReason, https://hl7.org/fhir/R4/v3/ActReason/cs.html) with a non-empty reason; for
-  :attr:`Policy.break_glass_duration` after the declaration they see the emergency dataset;
+- **break-the-glass** (:class:`BreakGlassRule`, the one specification the token endpoint,
+  ``$break-glass``, the SQL predicate and the reference decision all follow): a facility user
+  holding an emergency role, acting with purpose of use ETREAT (v3 ActReason,
+  https://hl7.org/fhir/R4/v3/ActReason/cs.html, or a specialization such as BTG), declares an
+  emergency with a non-empty reason; for the rule's ``duration`` after the declaration they
+  see the emergency dataset;
 - **disaster mode**: a region-wide switch that opens the emergency dataset to users holding a
   disaster-response role (e.g. DMAT members), with no per-user declaration.
 
@@ -24,6 +27,7 @@ from typing import Final
 
 from consent.classes import ALLERGY, DEMOGRAPHICS, LAB, MEDICATION, PROBLEM
 from consent.request import ResourceFacts
+from consent.vocab import ETREAT, purpose_closure
 
 EMERGENCY_ROLE: Final = "emergency-clinician"
 DISASTER_ROLE: Final = "disaster-response"
@@ -95,11 +99,46 @@ DEFAULT_EMERGENCY_DATASET: Final = EmergencyDataset((
 
 
 @dataclass(frozen=True)
+class BreakGlassRule:
+    """Who may break the glass, with which purpose of use, and for how long.
+
+    A user may act under break-the-glass when they hold one of ``roles`` and their purpose
+    of use is ``purpose`` or a specialization of it (``BTG`` under ``ETREAT``). The token
+    endpoint issues a token with that purpose only to such a user, ``$break-glass`` records a
+    declaration only from one, and a declaration opens the emergency dataset for ``duration``
+    only to a request that still meets both conditions.
+    """
+
+    roles: frozenset[str] = frozenset({EMERGENCY_ROLE})
+    purpose: str = ETREAT
+    duration: timedelta = timedelta(hours=24)
+
+    def is_emergency_purpose(self, purpose: str | None) -> bool:
+        """Whether ``purpose`` is the break-the-glass purpose (or a specialization of it)."""
+        return self.purpose in purpose_closure(purpose)
+
+    def refusals(self, roles: frozenset[str], purpose: str | None) -> list[str]:
+        """Why a user with ``roles`` acting for ``purpose`` may not break the glass (empty: may)."""
+        out = []
+        if not roles & self.roles:
+            out.append("the user lacks an emergency role (" + ", ".join(sorted(self.roles)) + ")")
+        if not self.is_emergency_purpose(purpose):
+            out.append(f"purpose of use must be {self.purpose}, got {purpose}")
+        return out
+
+    def admits(self, roles: frozenset[str], purpose: str | None) -> bool:
+        return not self.refusals(roles, purpose)
+
+    def may_claim_purpose(self, roles: frozenset[str], purpose: str | None) -> bool:
+        """Whether a token may carry ``purpose``: the emergency purpose only for an emergency role."""
+        return not self.is_emergency_purpose(purpose) or bool(roles & self.roles)
+
+
+@dataclass(frozen=True)
 class Policy:
     """Region-wide settings the decision engine applies next to patients' consents."""
 
-    break_glass_duration: timedelta = timedelta(hours=24)
-    emergency_roles: frozenset[str] = frozenset({EMERGENCY_ROLE})
+    break_glass: BreakGlassRule = field(default=BreakGlassRule())
     disaster_mode: bool = False
     disaster_roles: frozenset[str] = frozenset({DISASTER_ROLE})
     emergency_dataset: EmergencyDataset = field(default=DEFAULT_EMERGENCY_DATASET)

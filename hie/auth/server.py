@@ -8,7 +8,10 @@
   or by URL; the ``jti`` of each assertion is remembered until it expires and a replay
   is refused);
 * token introspection (RFC 7662), revocation (RFC 7009), and client registration
-  (RFC 7591) for operators only.
+  (RFC 7591) for operators only;
+* an optional ``purpose_of_use`` token parameter (v3 PurposeOfUse, carried as the ``pou``
+  claim); the break-the-glass purpose ``ETREAT`` is issued only to a facility user holding an
+  emergency role (:class:`consent.policy.BreakGlassRule`).
 
 authlib has no Starlette integration for the server side, so this module supplies the
 framework half (:class:`HieRequest`, ``handle_response``); :mod:`hie.api.auth_routes`
@@ -291,7 +294,8 @@ class CodeGrant(AuthorizationCodeGrant):
                 "code_hash": hashlib.sha256(code.encode()).hexdigest(), "client_id": client.client_id,
                 "user_id": user.user_id, "redirect_uri": request.payload.redirect_uri or "",
                 "scope": " ".join(scope), "patient_id": user.launch_patient, "nonce": data.get("nonce"),
-                "code_challenge": data["code_challenge"], "code_challenge_method": data.get("code_challenge_method", "S256"),
+                "code_challenge": data["code_challenge"],
+                "code_challenge_method": data.get("code_challenge_method", "S256"),
                 "auth_time": user.auth_time or now_us, "expires": now_us + CODE_TTL * 1_000_000, "used": False,
             })
 
@@ -472,7 +476,8 @@ class Registration(ClientRegistrationEndpoint):
         try:
             with write_tx(self.server.node.engine) as conn:
                 client, _ = add_client(
-                    conn, client_id=client_info["client_id"], name=client_metadata.get("client_name") or client_info["client_id"],
+                    conn, client_id=client_info["client_id"],
+                    name=client_metadata.get("client_name") or client_info["client_id"],
                     kind=kind, auth_method=method, scope=client_metadata.get("scope") or "",
                     jwks=client_metadata.get("jwks"), jwks_uri=client_metadata.get("jwks_uri"),
                     redirect_uris=client_metadata.get("redirect_uris"),
@@ -533,6 +538,20 @@ class HieAuthorizationServer(AuthorizationServer):
 
     # tokens
 
+    def _check_emergency_purpose(self, purpose: str | None, user: User | None) -> None:
+        """The break-the-glass purpose (ETREAT) only for a facility user with an emergency role
+        (:class:`consent.policy.BreakGlassRule`, which ``$break-glass`` and the access predicate
+        follow too); never for a backend client or a patient."""
+        from consent.policy import DEFAULT_POLICY
+
+        rule = getattr(self.node.policy, "policy", DEFAULT_POLICY).break_glass
+        if not rule.is_emergency_purpose(purpose):
+            return
+        if (user is None or user.kind == "patient" or not user.organization_code
+                or not rule.may_claim_purpose(user.roles, purpose)):
+            raise InvalidRequestError(f"Purpose of use {purpose} (break-the-glass) is only for facility users with "
+                                      f"an emergency role ({', '.join(sorted(rule.roles))})")
+
     def generate_token(self, grant_type: str, client: Client, user: User | None = None, scope: str | None = None,
                        expires_in: int | None = None, include_refresh_token: bool = True) -> dict[str, Any]:
         req = self.current_request()
@@ -549,8 +568,7 @@ class HieAuthorizationServer(AuthorizationServer):
         purpose = req.payload.data.get("purpose_of_use")
         if purpose is not None and purpose not in PURPOSES:
             raise InvalidRequestError(f"purpose_of_use must be one of {', '.join(PURPOSES)}")
-        if purpose == "ETREAT":
-            raise InvalidRequestError("Emergency access (ETREAT) is not available through this grant")
+        self._check_emergency_purpose(purpose, user)
         now = int(time.time())
         with write_tx(self.node.engine) as conn:
             refresh = None

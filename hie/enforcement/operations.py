@@ -1,8 +1,9 @@
 """Operations of consent enforcement.
 
 * ``POST Patient/{id}/$break-glass`` (``reason``): an emergency clinician (role
-  ``emergency-clinician``) declares an emergency for a patient. For the configured time
-  (default 24 h) the clinician sees that patient's emergency dataset (allergies, active
+  ``emergency-clinician``, token purpose of use ``ETREAT``: :class:`consent.policy.BreakGlassRule`)
+  declares an emergency for a patient. For the configured time (default 24 h) the clinician,
+  still acting for ``ETREAT``, sees that patient's emergency dataset (allergies, active
   problems, current medications, recent labs, demographics). Each declaration is stored,
   audited like every call, listed for the patient and reported to the operator.
 * ``GET Patient/{id}/$break-glass-log``: the declarations about a patient, for the patient
@@ -83,15 +84,16 @@ def _require_operator(ctx: Context) -> None:
 def break_glass_op(ctx: Context, call: OperationCall) -> Result:
     p = ctx.principal
     policy = _policy(ctx)
-    if not (p.roles & policy.emergency_roles):
-        raise Forbidden("Break-the-glass needs an emergency role (emergency-clinician)")
+    refusals = policy.break_glass.refusals(p.roles, p.purpose_of_use)  # consent.policy.BreakGlassRule
+    if refusals:
+        raise Forbidden("Break-the-glass refused: " + "; ".join(refusals))
     reason = (param(call, "reason") or "").strip()
     if not reason:
         raise InvalidRequest("Break-the-glass needs a reason", expression=["Parameters.parameter:reason"])
     assert call.res_id
     key = _patient_key(ctx, call.res_id)
     now = ctx.repo.clock.now_us()
-    expires = now + int(policy.break_glass_duration.total_seconds() * 1_000_000)
+    expires = now + int(policy.break_glass.duration.total_seconds() * 1_000_000)
     declarations.declare(ctx.repo, p, key=key, patient_id=call.res_id, reason=reason,
                          principal_key=principal_key(p), declared_at=now, expires_at=expires)
     return Result(200, _parameters(

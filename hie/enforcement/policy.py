@@ -121,7 +121,8 @@ class ConsentPolicy:
         if principal.kind == "patient" and principal.patient_id and conn is not None:
             own_key = self._patient_key(conn, principal.patient_id)
         glass_keys: list[str] = []
-        if conn is not None and may_view and roles & self.policy.emergency_roles:
+        # consent.policy.BreakGlassRule: an emergency role and the ETREAT purpose, on every request
+        if conn is not None and may_view and self.policy.break_glass.admits(roles, principal.purpose_of_use):
             glass_keys = [k for (k,) in conn.execute(
                 select(BG.c.patient_key).where(BG.c.principal == principal_key(principal), BG.c.expires_at > now)
             ).all()]

@@ -14,7 +14,7 @@ from consent import builder as b
 from consent.classes import ALL_CLASSES
 from consent.grants import NEVER_GRANTED
 from consent.model import NODE_TZ, Consent, parse_consent
-from consent.policy import DISASTER_ROLE, EMERGENCY_ROLE, Policy
+from consent.policy import DISASTER_ROLE, EMERGENCY_ROLE, BreakGlassRule, Policy
 from consent.request import AccessRequest, BreakGlass, ResourceFacts
 from consent.vocab import SENSITIVE_LABELS
 
@@ -307,9 +307,9 @@ def _cases() -> list[Case]:
     add(Case("btg:within-24h", (), emergency(data_class="allergy", declaration=btg(hours_ago=23.9)), PERMIT, break_glass=True))
     add(Case("btg:window-expired", (), emergency(data_class="allergy", declaration=btg(hours_ago=24.1)), NA))
     add(Case("btg:short-window-expired", (), emergency(data_class="allergy", declaration=btg(hours_ago=3)), NA,
-             policy=Policy(break_glass_duration=timedelta(hours=2))))
+             policy=Policy(break_glass=BreakGlassRule(duration=timedelta(hours=2)))))
     add(Case("btg:long-window-open", (), emergency(data_class="allergy", declaration=btg(hours_ago=30)), PERMIT,
-             policy=Policy(break_glass_duration=timedelta(hours=48)), break_glass=True))
+             policy=Policy(break_glass=BreakGlassRule(duration=timedelta(hours=48))), break_glass=True))
     add(Case("btg:declared-in-future", (), emergency(data_class="allergy", declaration=btg(hours_ago=-1)), NA))
     add(Case("btg:sensitive-medication-hidden", (), emergency(data_class="medication", labels=("HIV",), date=days_ago(3)), NA))
     add(Case("btg:sensitive-medication-if-policy-allows", (), emergency(data_class="medication", labels=("HIV",), date=days_ago(3)),
@@ -321,7 +321,7 @@ def _cases() -> list[Case]:
     add(Case("btg:needs-a-facility-user", (), request(None, roles=(EMERGENCY_ROLE,), purpose="ETREAT", btg=btg(),
                                                       data_class="allergy"), NA))
     add(Case("btg:custom-emergency-role", (), emergency(data_class="allergy", roles=("er-doctor",)), PERMIT,
-             policy=Policy(emergency_roles=frozenset({"er-doctor"})), break_glass=True))
+             policy=Policy(break_glass=BreakGlassRule(roles=frozenset({"er-doctor"}))), break_glass=True))
 
     # Disaster mode: opens the emergency dataset to disaster-response roles.
     disaster = Policy(disaster_mode=True)
