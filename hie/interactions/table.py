@@ -22,7 +22,7 @@ Spec: https://hl7.org/fhir/R4/http.html , https://hl7.org/fhir/R4/codesystem-res
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -140,8 +140,7 @@ class Parsed:
 
     def with_params(self, extra: list[tuple[str, str]]) -> Parsed:
         """The same request with parameters from a form body added (POST ``_search``)."""
-        return Parsed(self.row, self.method, self.res_type, self.res_id, self.vid, self.operation,
-                      self.compartment_type, self.params + extra, self.query)
+        return replace(self, params=self.params + extra)
 
 
 def _fits(seg: str, part: str) -> bool:

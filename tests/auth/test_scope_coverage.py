@@ -242,3 +242,32 @@ def test_the_confined_token_still_sees_its_own_patient(env, node):
     own, other = r.json()["entry"]
     assert own["response"]["status"].startswith("200") and other["response"]["status"].startswith("404")
     assert _ids(_get(c, confined, "/fhir/Patient/p1/$everything").json()) == {"Patient/p1", "Observation/obs-p1"}
+
+
+# -- the needs themselves, for the shapes the HTTP tests above do not send -------------------
+
+
+@pytest.mark.parametrize(("method", "url", "form", "wanted"), [
+    ("GET", "Patient?_has:Observation:subject:_has:Provenance:target:agent=Practitioner/x", None,
+     {("Patient", "s"), ("Observation", "s"), ("Provenance", "s")}),
+    ("GET", "Observation?subject:Patient.organization.name=x", None,
+     {("Observation", "s"), ("Patient", "s"), ("Organization", "s")}),
+    ("GET", "Patient?_has:Observation:subject:performer:Practitioner.name=x", None,
+     {("Patient", "s"), ("Observation", "s"), ("Practitioner", "s")}),
+    ("POST", "Observation/_search", "_include:iterate=Encounter:service-provider",
+     {("Observation", "s"), ("Organization", "r")}),
+    ("POST", "_search", "_type=Patient&_revinclude=*", {("Patient", "s"), ("*", "r")}),
+    ("HEAD", "Observation?code=x", None, {("Observation", "s")}),
+    ("GET", "Patient/p1/$everything", "_type=Condition", {("Patient", "r"), ("Condition", "r")}),
+    ("GET", "Observation?focus.name=x", None, {("Observation", "s"), ("*", "s")}),
+])
+def test_needs_cover_every_type_the_parameters_touch(method, url, form, wanted):
+    from urllib.parse import parse_qsl
+
+    from hie.auth import enforce
+    from hie.interactions.table import parse
+    from hie.search.registry import SearchRegistry
+
+    path, _, query = url.partition("?")
+    parsed = parse(method, path, query, parse_qsl(form) if form else None)
+    assert set(enforce.needs(parsed, SearchRegistry.load_default())) == wanted
