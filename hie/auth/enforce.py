@@ -198,7 +198,7 @@ def needs_for(method: str, path: str, query: str, registry: Any = None,
 
 def needs_for_bundle(bundle: Any, registry: Any = None, base: str = "") -> list[Need]:
     """What every entry of a batch/transaction needs, as it would on its own (HEAD as GET;
-    ``ifNoneExist`` as a search). Absolute URLs are resolved against ``base``; one for
+    ``ifNoneExist`` and conditional references as searches). Absolute URLs are resolved against ``base``; one for
     another server is refused (400)."""
     out: list[Need] = []
     for i, entry in enumerate((bundle.get("entry") or []) if isinstance(bundle, dict) else []):
@@ -212,6 +212,20 @@ def needs_for_bundle(bundle: Any, registry: Any = None, base: str = "") -> list[
         ine = req.get("ifNoneExist")
         if isinstance(ine, str) and ine:
             out.extend(_if_none_exist_needs(path, ine, registry))
+        out.extend(_conditional_reference_needs(entry.get("resource"), registry))
+    return out
+
+
+def _conditional_reference_needs(resource: Any, registry: Any) -> list[Need]:
+    """A transaction resolves a conditional reference (``Patient?identifier=...``) by
+    searching its type: that needs what the search would."""
+    from hie.fhir.references import iter_references
+
+    out: list[Need] = []
+    for _path, ref in iter_references(resource) if isinstance(resource, dict) else ():
+        head, sep, criteria = ref["reference"].partition("?")
+        if sep and "/" not in head and not head.startswith(("urn:", "#")):
+            out.extend(if_none_exist_needs(head, criteria, registry))
     return out
 
 

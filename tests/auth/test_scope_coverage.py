@@ -271,3 +271,20 @@ def test_needs_cover_every_type_the_parameters_touch(method, url, form, wanted):
     path, _, query = url.partition("?")
     parsed = parse(method, path, query, parse_qsl(form) if form else None)
     assert set(enforce.needs(parsed, SearchRegistry.load_default())) == wanted
+
+
+def test_a_conditional_reference_in_a_transaction_needs_search_on_its_type(env, node):
+    c, _ = env
+    obs = {"resourceType": "Observation", "status": "final", "code": {"text": "BP"},
+           "subject": {"reference": "Patient?_id=p1"}}
+    bundle = orjson.dumps({"resourceType": "Bundle", "type": "transaction",
+                           "entry": [{"resource": obs, "request": {"method": "POST", "url": "Observation"}}]})
+
+    def send(scope: str) -> Any:
+        return c.post("/fhir", content=bundle, headers={"Authorization": f"Bearer {_backend(node, scope)}",
+                                                        "Content-Type": FHIR})
+
+    _forbidden(send("system/Observation.c"), "system/Patient.s")
+    r = send("system/Observation.c system/Patient.s")
+    assert r.status_code == 200, r.text
+    assert r.json()["entry"][0]["response"]["status"].startswith("201")
