@@ -18,6 +18,17 @@ Practitioner actors are matched by id and need no registry entry. A provision wi
 actors reaches every facility the access predicate treats as viewing (registered, active,
 role viewing or both): see :mod:`hie.enforcement.policy`.
 
+Holding: a Consent recorded by a facility (its custodian is the code of a facility that
+discloses records, i.e. one whose registrar wrote it) permits only while that facility holds
+the patient's regional person -- a current Patient in its custody linked to the person by a
+link that is not a scored ``auto`` link, the rule the write guard applies at write time
+(:meth:`hie.enforcement.writes.WriteGuard.holds`). While it does not, its permits compile to
+nothing and its exclusions stay (an exclusion never widens access). Patient-authored
+Consents (custodian ``patient-source``) and those the operator's office (a viewing-only
+facility) or the system without a facility recorded are unaffected. Identity changes that
+move records between persons or change how a record is linked recompile the Consents of
+both persons through :func:`follow_identity`, so the rule holds at all times.
+
 Spec: https://hl7.org/fhir/R4/consent.html ; the node's profile: docs/consent-profile.md
 """
 
@@ -26,7 +37,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, select
 
 from consent.errors import ConsentError
 from consent.grants import compile_grants
@@ -34,8 +45,10 @@ from consent.model import Consent, parse_consent
 from consent.scope import ANY
 from hie.enforcement.tables import consent_grant as G
 from hie.enforcement import facilities
+from hie.enforcement.writes import PATIENT_SOURCE
 from hie.errors import ConsentActorRefused, InvalidResource
-from hie.storage.repository import Repository, WriteResult
+from hie.storage.repository import Repository, Stored, WriteResult
+from hie.storage.tables import resource as R
 
 
 def _us(moment: datetime | None) -> int | None:
@@ -97,8 +110,35 @@ def grant_rows(conn: Any, consent_pk: int, consent: Consent) -> list[dict[str, A
     return rows
 
 
+def recording_facility(conn: Any, custodian: str | None) -> str | None:
+    """The facility whose registrar recorded a Consent with this ``custodian``, when the
+    holding rule applies: any facility code except a registered viewing-only facility (the
+    operator's office). None for ``patient-source`` and for no custodian."""
+    if not custodian or custodian == PATIENT_SOURCE:
+        return None
+    known = [f for f in facilities.directory(conn).orgs.values() if f.code == custodian]
+    if known and not any(f.network_role in facilities.DISCLOSING_ROLES for f in known):
+        return None
+    return custodian  # a disclosing facility, active or not, or a code no longer registered
+
+
+def holds(repo: Repository, code: str, key: str) -> bool:
+    """Facility ``code`` holds person ``key`` (the write guard's rule, see the module docstring)."""
+    from hie.identity.store import vouched_members
+
+    # a fact about custody, not data: like the write guard's check it returns nothing to a caller
+    return repo._custodial("Patient", vouched_members(repo.conn, key), code)
+
+
+def _in_force(repo: Repository, pk: int, patient_key: str) -> bool:
+    custodian = repo.conn.execute(select(R.c.custodian).where(R.c.pk == pk)).scalar()
+    code = recording_facility(repo.conn, custodian)
+    return code is None or holds(repo, code, patient_key)
+
+
 def on_write(repo: Repository, results: list[WriteResult]) -> None:
-    """Write listener: recompile the grants of every Consent that changed."""
+    """Write listener: recompile the grants of every Consent that changed (permits only
+    while the recording facility holds the patient, see the module docstring)."""
     for res in results:
         st = res.stored
         if st is None or st.res_type != "Consent":
@@ -112,15 +152,23 @@ def on_write(repo: Repository, results: list[WriteResult]) -> None:
                                   expression=["Consent.patient"])
         consent = parse_stored_consent(st.resource(), patient_key)
         rows = grant_rows(repo.conn, st.pk, consent)
+        if rows and not _in_force(repo, st.pk, patient_key):
+            rows = [r for r in rows if r["effect"] != "permit"]
         if rows:
             repo.conn.execute(insert(G), rows)
 
 
-def rekey(conn: Any, old_key: str, new_key: str) -> None:
-    """Follow an identity re-keying (link, unlink, merge) in the grants table."""
-    from sqlalchemy import update
+def follow_identity(repo: Repository, keys: list[str]) -> None:
+    """Identity changed which person a record belongs to, or how it is linked (link,
+    auto-link, unlink, merge, unmerge): every current Consent of the persons ``keys`` is
+    compiled again, so the grants carry the Consent's new patient key and the holding rule
+    sees the links as they are now. Called after the links were set."""
+    from hie.identity.rekey import current_rows
 
-    conn.execute(update(G).where(G.c.patient_key == old_key).values(patient_key=new_key))
+    for key in dict.fromkeys(keys):
+        rows = current_rows(repo.conn, "Consent", key)
+        if rows:
+            on_write(repo, [WriteResult("updated", Stored(*row)) for row in rows])
 
 
 def follow_registry(conn: Any, renamed: dict[str, str], removed: set[str]) -> None:

@@ -27,11 +27,10 @@ import orjson
 from consent.explain import explain
 from consent.request import ResourceFacts
 from hie.clock import instant
-from hie.enforcement import declarations
+from hie.enforcement import declarations, facilities
 from hie.enforcement.grants import parse_stored_consent
 from hie.enforcement.policy import OPERATOR_ROLE, principal_key
 from hie.errors import Forbidden, InvalidRequest, NotFound
-from hie.fhir.naming import MEDICAL_INSTITUTION_SYSTEM
 from hie.interactions.context import Context
 from hie.interactions.operations import OperationCall, operation
 from hie.interactions.result import Result
@@ -165,13 +164,14 @@ def disaster_mode(ctx: Context, call: OperationCall) -> Result:
 # -- $consent-explain -----------------------------------------------------------------
 
 
-def _org_id_for_code(ctx: Context, code: str) -> str:
-    """The Organization registered with medical-institution ``code`` (a registry search)."""
-    pks = ctx.repo.find_pks("Organization", [("identifier", f"{MEDICAL_INSTITUTION_SYSTEM}|{code}")])
-    found = ctx.repo.load_pks(pks[:1])
-    if not found:
-        raise NotFound(f"No facility with medical-institution code {code}", expression=["facility"])
-    return found[0].res_id
+def _viewer(ctx: Context, code: str) -> facilities.Facility:
+    """The registered, active facility with medical-institution ``code`` (the directory the
+    access predicate reads), else 404."""
+    facility = facilities.for_repository(ctx.repo, code)
+    if facility is None:
+        raise NotFound(f"No registered, active facility with medical-institution code {code}",
+                       expression=["facility"])
+    return facility
 
 
 @operation("consent-explain", level="instance", types=("Patient",))
@@ -182,7 +182,7 @@ def consent_explain(ctx: Context, call: OperationCall) -> Result:
     if not facility:
         raise InvalidRequest("facility (10-digit medical-institution code) is required", expression=["facility"])
     key = _patient_key(ctx, call.res_id)
-    org_id = _org_id_for_code(ctx, facility)
+    viewer = _viewer(ctx, facility)
     consents = [parse_stored_consent(orjson.loads(c), key) for c in ctx.repo.patient_consents(key)]
     facts = None
     ref = param(call, "resource")
@@ -191,15 +191,13 @@ def consent_explain(ctx: Context, call: OperationCall) -> Result:
         row = ctx.repo.record_facts(rtype, rid)
         if row is None or row[1] != key:
             raise NotFound(f"{ref} is not a record of Patient/{call.res_id}", expression=["resource"])
-        custodian = row[2] or ""
-        try:
-            custodian = _org_id_for_code(ctx, custodian) if custodian else ""
-        except NotFound:
-            pass
+        holder = facilities.for_repository(ctx.repo, row[2]) if row[2] else None
+        custodian = holder.org_id if holder is not None else (row[2] or "")
         facts = ResourceFacts.from_resource(orjson.loads(row[0]), patient=key, custodian=custodian)
     now = datetime.fromtimestamp(ctx.repo.clock.now_us() / 1_000_000, timezone.utc)
-    result = explain(key, org_id, consents, now=now, viewer_practitioner=param(call, "practitioner"),
-                     purpose=param(call, "purpose") or "TREAT", resource=facts, policy=_policy(ctx))
+    result = explain(key, viewer.org_id, consents, now=now, viewer_practitioner=param(call, "practitioner"),
+                     purpose=param(call, "purpose") or "TREAT", resource=facts, policy=_policy(ctx),
+                     viewer_may_view=viewer.may_view, viewer_may_disclose=viewer.may_disclose)
     parts: list[dict[str, Any]] = [{"name": "explanation", "valueString": result.render()}]
     if result.decision is not None:
         parts.append({"name": "decision", "valueCode": "permit" if result.decision.allowed else "deny"})

@@ -6,6 +6,12 @@ rewrite the Patients identity maintains (:mod:`hie.identity.records`) and write 
 ``identity_event`` row with actor, time and the keys before and after (unlink is the
 inverse of a link, unmerge the inverse of a merge). Who may ask for which action is
 decided before, by :mod:`hie.identity.authz`.
+
+Derived state keyed by person (compiled consent grants) follows through the re-key
+listeners, called once the links are set (:meth:`Linkage.followed`): the consent compiler
+decides with the links as they are after the change (a counter or review link makes a
+facility's Consent effective, an auto link does not), also when a link changes its method
+without moving the record.
 """
 
 from __future__ import annotations
@@ -41,12 +47,17 @@ class Linkage:
     # -- the primitive: one record into a person ------------------------------------------
 
     def rekey(self, conn: Connection, old: str, new: str, moving: list[str]) -> RekeyCount:
+        """Move the stored rows of ``moving`` (local Patient ids) from ``old`` to ``new``.
+        The caller sets the links, then calls :meth:`followed`."""
         everyone = {ln.patient_id for ln in store.members(conn, old, role=None)}
         whole = everyone <= set(moving)
-        count = rekey_all(conn, old, new) if whole else rekey_patients(conn, old, moving, new)
+        return rekey_all(conn, old, new) if whole else rekey_patients(conn, old, moving, new)
+
+    def followed(self, conn: Connection, old: str, new: str, moved: list[str]) -> None:
+        """The re-key listeners, after the links changed (``old`` may equal ``new``: a link
+        changed its method only)."""
         for listener in self.rekey_listeners:
-            listener(conn, old, new, None if whole else list(moving))
-        return count
+            listener(conn, old, new, list(moved))
 
     def link_into(self, conn: Connection, pid: str, target: str, *, method: str, action: str, actor: str,
                   score: float | None = None, detail: dict[str, Any] | None = None) -> ActionResult:
@@ -62,6 +73,7 @@ class Linkage:
             result.rekeyed = self.rekey(conn, old, target, [pid])
             result.moved[pid] = (old, target)
         store.set_link(conn, pid, target, method=method, by=actor, now=now, score=score)
+        self.followed(conn, old, target, [pid])
         result.event = store.log_event(conn, at=now, actor=actor, action=action, patient_id=pid, from_key=old,
                                        to_key=target, detail={"method": method, "previous_method": link.method,
                                                               **(detail or {})})
@@ -213,6 +225,7 @@ class Linkage:
         result.rekeyed = self.rekey(conn, key, dest, [patient_id])
         result.moved[patient_id] = (key, dest)
         store.set_link(conn, patient_id, dest, method="own", by=actor, now=now)
+        self.followed(conn, key, dest, [patient_id])
         for mate in mates:
             store.record_decision(conn, patient_id, mate, "not-a-match", actor, now)
         result.event = store.log_event(conn, at=now, actor=actor, action="unlink", patient_id=patient_id,
@@ -240,6 +253,7 @@ class Linkage:
             store.set_link(conn, ln.patient_id, dst, method=ln.method, by=ln.linked_by, now=ln.linked_at,
                            score=ln.score, role=ln.role)
             result.moved[ln.patient_id] = (src, dst)
+        self.followed(conn, src, dst, [ln.patient_id for ln in moved])
         store.update_person(conn, src, status="merged", merged_into=dst)
         result.event = store.log_event(conn, at=now, actor=actor, action="merge", patient_id=None, from_key=src,
                                        to_key=dst, detail={"mapping": {ln.patient_id: ln.person_key for ln in moved},
@@ -274,6 +288,7 @@ class Linkage:
             store.set_link(conn, pid, src, method=ln.method, by=ln.linked_by, now=ln.linked_at, score=ln.score,
                            role=ln.role)
             result.moved[pid] = (dst, src)
+        self.followed(conn, dst, src, back)
         store.update_person(conn, src, status="active", merged_into=None)
         not_restored = sorted(set(ev.detail["mapping"]) - set(back))
         result.event = store.log_event(conn, at=now, actor=actor, action="unmerge", patient_id=None, from_key=dst,

@@ -37,7 +37,6 @@ from hie.identity.linkage import Linkage, RekeyListener
 from hie.identity.model import (IDENTITY_TAG_SYSTEM, REGIONAL_SYSTEM_DEFAULT, SERVICE_ACTOR, ActionResult,
                                 IdentityConfig, IdentityConflict)
 from hie.identity.records import Records, internal, is_internal
-from hie.identity.rekey import current_rows
 from hie.storage.repository import Stored, WriteResult
 
 __all__ = ["IDENTITY_TAG_SYSTEM", "REGIONAL_SYSTEM_DEFAULT", "SERVICE_ACTOR", "ActionResult", "IdentityConfig",
@@ -57,9 +56,9 @@ class IdentityService:
     def __init__(self, node: Any, config: IdentityConfig | None = None) -> None:
         self.node = node
         self.config = config or IdentityConfig()
-        #: Called after rows were re-keyed: (conn, old key, new key, moved patient ids or None
-        #: for the whole key). Derived state keyed by patient (e.g. compiled consent grants)
-        #: plugs in here.
+        #: Called after rows were re-keyed and the links set: (conn, old key, new key, moved
+        #: patient ids; old == new when a link changed its method only). Derived state keyed
+        #: by patient (e.g. compiled consent grants) plugs in here.
         self.rekey_listeners: list[RekeyListener] = []
         self.records = Records(node, self.config)
         self.linkage = Linkage(node, self.config, self.records, self.rekey_listeners)
@@ -169,18 +168,13 @@ class IdentityService:
 
     def follow_consent_grants(self, conn: Connection, old: str, new: str, moved: list[str] | None) -> None:
         """Rekey listener: compiled consent grants (:mod:`hie.enforcement.grants`) are keyed
-        by person too. A whole person moves with the grants table's own re-key; when only
-        some records move, the Consents now under ``new`` are recompiled from their rows."""
+        by person and depend on the links (a facility's Consent permits only while that
+        facility holds the person): the Consents of both persons are compiled again."""
         try:
             from hie.enforcement import grants
         except ImportError:  # consent enforcement not installed
             return
-        if moved is None:
-            grants.rekey(conn, old, new)
-            return
-        rows = current_rows(conn, "Consent", new)
-        if rows:
-            grants.on_write(self.records.repo(conn), [WriteResult("updated", Stored(*row)) for row in rows])
+        grants.follow_identity(self.records.repo(conn), [old, new])
 
 
 def install(node: Any, config: IdentityConfig | None = None) -> IdentityService:
