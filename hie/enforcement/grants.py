@@ -27,7 +27,8 @@ nothing and its exclusions stay (an exclusion never widens access). Patient-auth
 Consents (custodian ``patient-source``) and those the operator's office (a viewing-only
 facility) or the system without a facility recorded are unaffected. Identity changes that
 move records between persons or change how a record is linked recompile the Consents of
-both persons through :func:`follow_identity`, so the rule holds at all times.
+both persons through :func:`follow_identity`, and so does a Patient created or deleted, so
+the rule holds at all times.
 
 Spec: https://hl7.org/fhir/R4/consent.html ; the node's profile: docs/consent-profile.md
 """
@@ -138,9 +139,15 @@ def _in_force(repo: Repository, pk: int, patient_key: str) -> bool:
 
 def on_write(repo: Repository, results: list[WriteResult]) -> None:
     """Write listener: recompile the grants of every Consent that changed (permits only
-    while the recording facility holds the patient, see the module docstring)."""
+    while the recording facility holds the patient, see the module docstring). A Patient
+    deleted or created changes what its facility holds: the Consents of its person follow."""
+    holders: list[str] = []
     for res in results:
         st = res.stored
+        if st is not None and st.res_type == "Patient" and res.outcome in ("created", "deleted"):
+            key = repo.row_patient_key(st.pk)
+            if key is not None:
+                holders.append(key)
         if st is None or st.res_type != "Consent":
             continue
         repo.conn.execute(delete(G).where(G.c.consent_pk == st.pk))
@@ -156,6 +163,8 @@ def on_write(repo: Repository, results: list[WriteResult]) -> None:
             rows = [r for r in rows if r["effect"] != "permit"]
         if rows:
             repo.conn.execute(insert(G), rows)
+    if holders:
+        follow_identity(repo, holders)
 
 
 def follow_identity(repo: Repository, keys: list[str]) -> None:

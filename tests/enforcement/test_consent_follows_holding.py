@@ -196,3 +196,18 @@ def test_consent_explain_follows_the_network_role(world):
     assert decision(D) == "deny"
     r = op.send("GET", "/fhir/Patient/p/$consent-explain?facility=1310000052")  # the inactive facility
     assert r.status_code == 404, r.text
+
+
+def test_deleting_the_facility_record_ends_its_consent(world):
+    """After the counter link B holds q's person through z; B deletes z: it holds nothing any
+    more and its Consent grants nothing (its exclusions would stay)."""
+    node = world[0]
+    b = who(world, "other facility")
+    zid, cid = _attack(world)
+    assert _op(who(world, "operator"), "link", _ref("patient", zid), _ref("target", "q")).status_code == 200
+    assert b.send("GET", "/fhir/Observation/hiv-q").status_code == 200
+    r = b.send("DELETE", f"/fhir/Patient/{zid}")
+    assert r.status_code in (200, 204), r.text
+    assert b.send("GET", "/fhir/Observation/hiv-q").status_code == 404
+    assert _total(b, "patient=q") == (0, [])
+    assert _grants(node, cid) == []
