@@ -5,14 +5,21 @@ Synthea-derived resources). Prepares it for enforcement once: adds the enforceme
 if the database predates them, sets each row's data class (``consent.classes``) and a
 custodian (the disclosing facility, spread over five facilities), and compiles consents:
 half of the patients consent to "all participating facilities" with labs excluded for
-every tenth of them, the others give no consent. Then runs the clinician queries of
+every tenth of them, the others give no consent. The five disclosing facilities and the
+viewer are registered as active Organizations of the facility directory
+(:mod:`hie.enforcement.facilities`, written through the repository so that its write
+listener builds the directory snapshot): the disclosers with the network role
+``disclosing``, the viewer with ``both``, so that it may view and its predicate has the
+same branches (administrative, own disclosures, grants) as before network roles existed.
+An unregistered viewer would see administrative rows only. Then runs the clinician queries of
 ``bench/search.py`` for the patients who consented, as the system principal and as a
 viewing facility whose every row passes through the consent predicate (grants,
 deny-overrides, label checks), and prints p50/p95 for both and the ratios.
 
 The two principals run the very same queries (same parameters), interleaved: each
 generated query runs once as each principal, alternating which goes first, each as its
-own request (the viewer's predicate is made per request, as the node does). On a shared
+own request (each request builds its repository and so its access predicate, with the
+facility-directory lookup, as the node does). On a shared
 machine whose load changes over a run, this pairs like with like.
 
     .venv/bin/python bench/consent_overhead.py [--runs 60]
@@ -28,14 +35,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, inspect, text, true  # noqa: E402
+from sqlalchemy import create_engine, inspect, text  # noqa: E402
 
-from bench.search import DB, PG, Ctx, clinician_queries, percentiles, search  # noqa: E402
+from bench.search import DB, PG, clinician_queries, percentiles, request_context, search  # noqa: E402
+from hie.auth.registry import facility  # noqa: E402
 from hie.clock import SystemClock  # noqa: E402
+from hie.enforcement import facilities  # noqa: E402
 from hie.enforcement.policy import ConsentPolicy  # noqa: E402
-from hie.enforcement.tables import consent_grant  # noqa: E402
-from hie.principal import Principal  # noqa: E402
+from hie.enforcement.tables import consent_grant, node_setting  # noqa: E402
+from hie.principal import SYSTEM, Principal  # noqa: E402
 from hie.search.registry import SearchRegistry  # noqa: E402
+from hie.storage.repository import Repository, Write  # noqa: E402
+from hie.storage.tables import resource_version  # noqa: E402
 
 FACILITIES = ["1110000011", "1110000029", "1110000037", "1110000045", "1110000052"]
 VIEWER = "1130000016"  # a facility that disclosed nothing: every row goes through the grants
@@ -59,6 +70,25 @@ UPDATE resource SET data_class = CASE
   ELSE (ARRAY['1110000011','1110000029','1110000037','1110000045','1110000052'])[1 + (pk % 5)] END,
  patient_key = CASE WHEN res_type IN ('Organization', 'Practitioner') THEN NULL ELSE patient_key END
 """
+
+
+def register_facilities(engine, registry: SearchRegistry, policy: ConsentPolicy) -> None:  # noqa: ANN001
+    """The disclosers and the viewer as active Organizations, written by the system principal
+    through the repository with the facility directory's write listener (idempotent: an
+    unchanged Organization is a no-op write)."""
+    resource_version.create(engine, checkfirst=True)
+    node_setting.create(engine, checkfirst=True)
+    orgs = [facility(fid=f"bench-org-{code}", code=code, name=f"Bench facility {code}", kind="hospital",
+                     role="disclosing", region="13") for code in FACILITIES]
+    orgs.append(facility(fid=f"bench-org-{VIEWER}", code=VIEWER, name="Bench viewer", kind="hospital",
+                         role="both", region="13"))
+    with engine.begin() as c:
+        repo = Repository(c, SYSTEM, registry=registry, policy=policy, listeners=[facilities.on_write])
+        repo.write_batch([Write("update", "Organization", o["id"], o) for o in orgs])
+    with engine.connect() as c:
+        registered = [facilities.lookup(c, code) for code in [*FACILITIES, VIEWER]]
+    if not all(f is not None and f.active for f in registered) or not registered[-1].may_view:
+        sys.exit("facility directory: the bench facilities are not registered as expected")
 
 
 def prepare(engine) -> list[str]:  # noqa: ANN001
@@ -99,7 +129,8 @@ def prepare(engine) -> list[str]:  # noqa: ANN001
     return consented
 
 
-def paired(engine, registry, runs: int, make_access, patients: list[str]) -> dict[str, dict[str, list[float]]]:  # noqa: ANN001
+def paired(engine, registry, runs: int, policy, viewer: Principal,  # noqa: ANN001
+           patients: list[str]) -> dict[str, dict[str, list[float]]]:
     """{label: {"system": [ms...], "viewer": [ms...], "hits_system": [...], "hits_viewer": [...]}}."""
     out: dict[str, dict[str, list[float]]] = {}
     for label, make in clinician_queries(engine, patients):
@@ -107,13 +138,12 @@ def paired(engine, registry, runs: int, make_access, patients: list[str]) -> dic
         with engine.connect() as cs, engine.connect() as cv:
             for i in range(runs + 3):
                 t, params = make()
-                order = [("system", cs), ("viewer", cv)]
+                order = [("system", cs, SYSTEM), ("viewer", cv, viewer)]
                 if i % 2:
                     order.reverse()
-                for who, conn in order:
+                for who, conn, principal in order:
                     t0 = time.perf_counter()
-                    access = make_access(conn) if who == "viewer" else (lambda _a: true())
-                    b = search(Ctx(conn, registry, access), t, params)
+                    b = search(request_context(conn, registry, principal, policy), t, params)
                     dt = (time.perf_counter() - t0) * 1000
                     conn.rollback()  # one request = one transaction
                     if i >= 3:  # warm-up
@@ -131,9 +161,10 @@ def main() -> None:
     consented = prepare(engine)
     registry = SearchRegistry.load_default()
     policy = ConsentPolicy(clock=SystemClock())
+    register_facilities(engine, registry, policy)
     viewer = Principal(kind="user", name="viewer", user_id="bench", organization_id=VIEWER)
     print(f"system principal vs viewing facility {VIEWER} (consent predicate on every row), same queries, interleaved")
-    res = paired(engine, registry, args.runs, lambda conn: policy.predicate(viewer, conn), consented)
+    res = paired(engine, registry, args.runs, policy, viewer, consented)
     head = f"{'query':<84} {'system p50/p95':>15} {'viewer p50/p95':>15} {'hits s/v':>11} {'ratio p50':>9} {'p95':>6}"
     print(head)
     tb = te = 0.0

@@ -11,8 +11,10 @@ resources. Index rows are extracted once per source resource with the node's ind
 (:func:`hie.search.indexer.extract_rows`) and replicated with the same id rewrite; rows
 are bulk-loaded with COPY and the indexes are built afterwards.
 
-Measure: each query runs through :func:`hie.interactions.search.search` (SQL + Bundle
-building) for ``--runs`` different patients; p50/p95 are printed per query.
+Measure: each query runs through :func:`hie.interactions.search.search_bundle` (the
+repository's SQL + Bundle building) as the system principal, with the node's
+:class:`~hie.enforcement.policy.ConsentPolicy`, for ``--runs`` different patients; p50/p95
+are printed per query.
 
     .venv/bin/python bench/search.py [--target 1000000] [--rebuild] [--runs 60]
 """
@@ -26,20 +28,26 @@ import re
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import create_engine, text, true
+from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from consent.periods import from_epoch_us  # noqa: E402
+from hie.clock import SystemClock  # noqa: E402
+from hie.enforcement.policy import ConsentPolicy  # noqa: E402
+from hie.interactions.context import Context  # noqa: E402
 from hie.interactions.search import search_bundle as search  # noqa: E402
+from hie.principal import SYSTEM, Principal  # noqa: E402
 from hie.search.indexer import _COLUMNS, extract_rows  # noqa: E402
 from hie.search.registry import SearchRegistry  # noqa: E402
 from hie.search.tables import ALL_INDEX_TABLES  # noqa: E402
+from hie.storage.access import AccessPolicy  # noqa: E402
+from hie.storage.repository import Repository  # noqa: E402
 from hie.storage.tables import metadata  # noqa: E402
 from hie.storage.tables import resource as R  # noqa: E402
 
@@ -135,13 +143,14 @@ def build(engine: Any, target: int, registry: SearchRegistry) -> None:
                 rid = _suffix(res["id"], suf)
                 key = _suffix(pat, suf) if pat else None
                 res_rows.append((pk, res["resourceType"], rid, 1, 1_617_000_000_000_000 + pk, False,
-                                 _suffix(js, suf).encode(), key, None, "clinical", " "))
+                                 _suffix(js, suf).encode(), key, None, "clinical", " ", " ", False))
                 for name, rs in rows.items():
                     lst = idx_rows.setdefault(name, [])
                     for r in rs:
                         lst.append((pk, res["resourceType"], key) + tuple(_suffix(x, suf) for x in r))
             with cur.copy("COPY resource (pk, res_type, res_id, version_id, last_updated, deleted, content, "
-                          "patient_key, custodian, data_class, security_labels) FROM STDIN") as cp:
+                          "patient_key, custodian, data_class, security_labels, sensitive_labels, hidden_from_patient) "
+                          "FROM STDIN") as cp:
                 for row in res_rows:
                     cp.write_row(row)
             for name, rows in idx_rows.items():
@@ -166,13 +175,14 @@ def build(engine: Any, target: int, registry: SearchRegistry) -> None:
     print(f"indexes built in {time.time() - t2:.1f}s", flush=True)
 
 
-@dataclass
-class Ctx:
-    conn: Any
-    registry: SearchRegistry
-    access: Any
-    base_url: str = "http://bench/fhir"
-    prefer_strict: bool = False
+BASE_URL = "http://bench/fhir"
+
+
+def request_context(conn: Any, registry: SearchRegistry, principal: Principal, policy: AccessPolicy) -> Context:
+    """What the node builds per request: the principal's repository (its access predicate
+    is made here, from the policy) in an interaction context."""
+    repo = Repository(conn, principal, registry=registry, policy=policy)
+    return Context(principal, registry, repo, BASE_URL)
 
 
 Query = tuple[str, Any]  # (label, make) where make() -> (res_type, params)
@@ -201,11 +211,10 @@ def clinician_queries(engine: Any, patients: list[str] | None = None, seed: int 
         img = [i for i in img if i in wanted] or img
     print(f"database: {total:,} resources, {len(pats):,} patients")
     rnd = random.Random(seed)
-    from hie.search.normalize import format_us
 
     def pick() -> tuple[str, str]:
         pid, low = rnd.choice(pats)
-        return pid, format_us(low)[:10]
+        return pid, from_epoch_us(low).date().isoformat()
 
     return [
         ("lab results by code, sorted by date (Observation?patient&code&_sort=-date)",
@@ -236,18 +245,20 @@ def percentiles(times: list[float]) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
 
 
-def measure(engine: Any, registry: SearchRegistry, runs: int, access: Any = None,
+def measure(engine: Any, registry: SearchRegistry, runs: int, principal: Principal = SYSTEM,
+            policy: AccessPolicy | None = None,
             patients: list[str] | None = None) -> dict[str, tuple[float, float, float]]:
     """Run the clinician queries; returns {label: (p50 ms, p95 ms, mean hits)}.
 
-    ``access`` makes the access predicate for each connection (default: the system
-    principal's, ``true()``); ``patients`` restricts the patients queried."""
+    Each query runs as ``principal`` (default: the system principal) under ``policy``
+    (default: the node's consent policy); ``patients`` restricts the patients queried."""
+    policy = policy or ConsentPolicy(clock=SystemClock())
     results: dict[str, tuple[float, float, float]] = {}
     print(f"{'query':<92} {'p50 ms':>8} {'p95 ms':>8} {'hits(avg)':>10}")
     for label, make in clinician_queries(engine, patients):
         times, hits = [], []
         with engine.connect() as c:
-            ctx = Ctx(c, registry, access(c) if access else (lambda _a: true()))
+            ctx = request_context(c, registry, principal, policy)
             for i in range(runs + 3):
                 t, params = make()
                 t0 = time.perf_counter()
@@ -264,10 +275,10 @@ def measure(engine: Any, registry: SearchRegistry, runs: int, access: Any = None
 
 
 def _kana_query(rnd: random.Random, pats: list, kana: dict) -> tuple[str, list]:
-    from hie.search.normalize import format_us
-
+    # A birth date is indexed as its day in the node's zone (consent.periods.instant_range),
+    # so its indexed low end is that day's midnight in the node's zone.
     pid, low = rnd.choice(pats)
-    return "Patient", [("family", kana.get(pid, "ヤマダ")), ("birthdate", format_us(low)[:10])]
+    return "Patient", [("family", kana.get(pid, "ヤマダ")), ("birthdate", from_epoch_us(low).date().isoformat())]
 
 
 def main() -> None:
