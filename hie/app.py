@@ -56,6 +56,9 @@ class Node:
         from hie.identity.service import install as install_identity
 
         install_identity(self)  # patient-key resolver and identity write listener
+        from hie.storage.dependents import install as install_dependents
+
+        install_dependents(self)  # a Binary follows its securityContext (after identity: regional keys)
         # Consent grants follow Consent writes in the same transaction (after identity, so
         # the Consent's patient key is the regional one).
         self.write_listeners.append(compile_consent_grants)

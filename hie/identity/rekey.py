@@ -19,6 +19,8 @@ Which rows belong to which local patient is decided with the same function the w
 path uses (:func:`hie.storage.rowmeta.patient_of`), per version: a resource whose
 subject changed keeps each version keyed by the patient that version was about.
 Tombstones and deletion versions take the patient of the last version with content.
+A row keyed through another resource (a Binary's ``securityContext``, the ``patient_via``
+of :mod:`hie.storage.rowmeta`) moves with the resource it follows, and so do its versions.
 
 Spec context: https://hl7.org/fhir/R4/patient.html#links (linking patient records).
 """
@@ -33,7 +35,7 @@ import orjson
 from sqlalchemy import Connection, select, update
 
 from hie.search.tables import ALL_INDEX_TABLES
-from hie.storage.rowmeta import patient_of
+from hie.storage.rowmeta import patient_of, patient_refs
 from hie.storage.tables import resource as R
 from hie.storage.tables import resource_version as V
 
@@ -77,6 +79,30 @@ def _ref(content: bytes | None) -> str | None:
     return patient_of(orjson.loads(content)) if content is not None else None
 
 
+def _via(content: bytes) -> tuple[str, ...]:
+    ids, via = patient_refs(orjson.loads(content))
+    return () if ids else via
+
+
+def _following(conn: Connection, moved: list[int], followers: dict[int, tuple[str, ...]]) -> list[int]:
+    """Of ``followers`` (pk -> ``Type/id`` references it is keyed through), those whose
+    reference names a moved resource, transitively."""
+    if not followers:
+        return []
+    names: dict[int, str] = {}
+    for chunk in _chunks(sorted(set(moved) | set(followers))):
+        names.update((pk, f"{t}/{i}") for pk, t, i in conn.execute(
+            select(R.c.pk, R.c.res_type, R.c.res_id).where(R.c.pk.in_(chunk))))
+    gone = {names[pk] for pk in moved if pk in names}
+    out: list[int] = []
+    while True:
+        more = [pk for pk, via in followers.items() if pk not in out and gone.intersection(via)]
+        if not more:
+            return out
+        out += more
+        gone.update(names[pk] for pk in more)
+
+
 def rekey_patients(conn: Connection, old_key: str, patient_ids: Iterable[str], new_key: str) -> RekeyCount:
     """Rows keyed ``old_key`` that are about one of ``patient_ids`` move to ``new_key``;
     rows of the person's other patients stay."""
@@ -100,7 +126,12 @@ def rekey_patients(conn: Connection, old_key: str, patient_ids: Iterable[str], n
         select(R.c.pk, R.c.content).where(R.c.patient_key == old_key)
     ).all()
     moved_pks: list[int] = []
+    followers: dict[int, tuple[str, ...]] = {}  # pk -> the references its key came through
     for pk, content in resource_rows:
+        if content is not None and _ref(content) is None:
+            via = _via(content)
+            if via:
+                followers[pk] = via
         if content is not None:
             ref = _ref(content)
         elif pk in last_ref:
@@ -115,6 +146,10 @@ def rekey_patients(conn: Connection, old_key: str, patient_ids: Iterable[str], n
             moved_pks.append(pk)
 
     moved_versions = [pk for pk, ref in version_refs.items() if ref in moving]
+    following = _following(conn, moved_pks, followers)
+    moved_pks += following
+    moved_versions += [pk for pk, resource_pk, _, content in version_rows
+                       if resource_pk in following and content is not None]
     for chunk in _chunks(moved_pks):
         n.resources += conn.execute(
             update(R).where(R.c.pk.in_(chunk), R.c.patient_key == old_key).values(patient_key=new_key)

@@ -49,6 +49,8 @@ _VCOLS = (V.c.resource_pk, V.c.res_type, V.c.res_id, V.c.version_id, V.c.last_up
 #: allows; the same name as :data:`hie.enforcement.policy.OPERATOR_ROLE` (ADR 0006).
 TOMBSTONE_ROLES = frozenset({"operator"})
 
+_SAME = object()  # a recomputed row whose patient key did not change
+
 WriteListener = Callable[["Repository", list["WriteResult"]], None]
 """Called at the end of every ``write_batch``, inside the same database transaction,
 with the results of the writes that changed something (identity linking, consent
@@ -177,6 +179,7 @@ class Repository(NamedReads):
         #: Set by ingest when every write of a batch is expected to be a no-op: the batch
         #: runs in a read transaction and raises WriteNeeded before changing anything.
         self.read_only = False
+        self._custodian_access: dict[str, AccessPredicate] = {}
 
     # -- reads -------------------------------------------------------------------------
 
@@ -284,40 +287,101 @@ class Repository(NamedReads):
         content with the current rules; the custodian stays (custody is fixed at creation).
         System principal only (``hie reindex``). Returns the last pk done (None when there
         is nothing after ``after_pk``) and how many rows changed."""
-        if not self.principal.is_system:
-            raise PermissionError("recomputing enforcement columns is maintenance of the system principal")
-        cols = [R.c[c] for c in _META_COLS]
-        rows = self.conn.execute(select(R.c.pk, R.c.content, *cols).where(R.c.pk > after_pk)
-                                 .order_by(R.c.pk).limit(limit)).all()
+        self._require_system()
+        rows = self.conn.execute(select(R.c.pk, R.c.content, *(R.c[c] for c in _META_COLS))
+                                 .where(R.c.pk > after_pk).order_by(R.c.pk).limit(limit)).all()
         if not rows:
             return None, 0
+        return rows[-1][0], self._recompute_rows(rows)[0]
+
+    def recompute_enforcement_of(self, pks: Sequence[int]) -> int:
+        """:meth:`recompute_enforcement` of the resources ``pks`` (and their versions), and
+        the ``patient_key`` of their search-index rows: the maintenance step that keeps a row
+        whose columns come from another resource (a Binary's securityContext,
+        :mod:`hie.storage.dependents`) in step with it. Returns how many rows changed."""
+        from hie.search.tables import ALL_INDEX_TABLES
+
+        self._require_system()
+        changed = 0
+        for chunk in _chunks(sorted(set(pks)), 500):
+            rows = self.conn.execute(select(R.c.pk, R.c.content, *(R.c[c] for c in _META_COLS))
+                                     .where(R.c.pk.in_(chunk)).order_by(R.c.pk)).all()
+            n, rekeyed = self._recompute_rows(rows)
+            changed += n
+            for pk, key in rekeyed.items():
+                if key is not _SAME:
+                    for table in ALL_INDEX_TABLES:
+                        self.conn.execute(update(table).where(table.c.resource_pk == pk).values(patient_key=key))
+        return changed
+
+    def system_view(self) -> Repository:
+        """The system principal's repository on this connection, without write listeners
+        (for maintenance steps inside a write transaction, :mod:`hie.storage.dependents`)."""
+        from hie.principal import SYSTEM
+
+        return Repository(self.conn, SYSTEM, registry=self.registry, policy=self.policy, clock=self.clock,
+                          patient_key=self._patient_key, id_factory=self.new_id)
+
+    def _require_system(self) -> None:
+        if not self.principal.is_system:
+            raise PermissionError("recomputing enforcement columns is maintenance of the system principal")
+
+    def _recompute_rows(self, rows: Sequence[Any]) -> tuple[int, dict[int, Any]]:
+        """Rewrite the enforcement columns of ``(pk, content, *_META_COLS)`` rows of
+        ``resource`` and of all their versions. Returns how many rows changed and
+        ``{pk: new patient key, or _SAME}`` of the resources that changed."""
         self._batch_writes = ()
         self._key_cache = {}
         versions = self.conn.execute(
             select(V.c.pk, V.c.resource_pk, V.c.content, *(V.c[c] for c in _META_COLS))
             .where(V.c.resource_pk.in_([r[0] for r in rows])).order_by(V.c.resource_pk, V.c.version_id)).all()
-        changed = 0
+        n = 0
+        changed: dict[int, Any] = {}
         last_of: dict[int, dict[str, Any]] = {}
-        for vpk, rpk, content, *old in versions:
-            new = self._recomputed(content, dict(zip(_META_COLS, old, strict=True)), last_of.get(rpk))
+        for vpk, rpk, content, *version_values in versions:
+            was = dict(zip(_META_COLS, version_values, strict=True))
+            new = self._recomputed(content, was, last_of.get(rpk))
             last_of[rpk] = new
-            if new != dict(zip(_META_COLS, old, strict=True)):
+            if new != was:
                 self.conn.execute(update(V).where(V.c.pk == vpk).values(**new))
-                changed += 1
-        for pk, content, *old in rows:
-            new = self._recomputed(content, dict(zip(_META_COLS, old, strict=True)), last_of.get(pk))
-            if new != dict(zip(_META_COLS, old, strict=True)):
+                changed.setdefault(rpk, _SAME)
+                n += 1
+        for pk, content, *old_values in rows:
+            old = dict(zip(_META_COLS, old_values, strict=True))
+            new = self._recomputed(content, old, last_of.get(pk))
+            if new != old:
                 self.conn.execute(update(R).where(R.c.pk == pk).values(**new))
-                changed += 1
-        return rows[-1][0], changed
+                changed[pk] = new["patient_key"] if new["patient_key"] != old["patient_key"] else _SAME
+                n += 1
+        return n, changed
 
     def _recomputed(
         self, content: bytes | None, old: dict[str, Any], previous: dict[str, Any] | None
     ) -> dict[str, Any]:
         if content is None:  # a deletion keeps what the version before it was
             return dict(previous) if previous is not None else old
-        meta, key = self._resolve_patient(row_meta(orjson.loads(content), old["custodian"]))
+        self._resolving_for = old["custodian"]
+        try:
+            meta, key = self._resolve_patient(row_meta(orjson.loads(content), old["custodian"]))
+        finally:
+            self._resolving_for = None
         return {**meta.columns(), "custodian": old["custodian"], "patient_key": key}
+
+    def _target_visible(self) -> ColumnElement[bool]:
+        """Which current rows a ``patient_via`` reference may resolve to. A write: what the
+        writer sees. Maintenance (system principal, recomputing a stored row): the rows in
+        the custody of the row's custodian and what that facility's access predicate lets
+        it see, so that a row never takes, after the fact, a patient or labels from a record
+        its custodian could not see (the write-time rule); a row without a custodian
+        (written by the node itself) resolves as the system."""
+        custodian = self._resolving_for
+        if custodian is None:
+            return self.visible(R)
+        access = self._custodian_access.get(custodian)
+        if access is None:
+            viewer = Principal(kind="user", name=f"custodian {custodian}", organization_id=custodian)
+            access = self._custodian_access[custodian] = self.policy.predicate(viewer, self.conn)
+        return or_(R.c.custodian == custodian, access(R))
 
     def patient_key(self, patient_id: str) -> str:
         """The regional patient key of a local Patient id (the identity service's resolver)."""
@@ -361,6 +425,7 @@ class Repository(NamedReads):
 
     _current_write: int | None = None
     _batch_writes: Sequence[Write] = ()
+    _resolving_for: str | None = None  # custodian of the stored row being recomputed (maintenance)
     _key_cache: dict[str, str]  # local Patient id -> regional key, per write batch
 
     def _write_batch(self, writes: Sequence[Write]) -> list[WriteResult]:
@@ -573,7 +638,7 @@ class Repository(NamedReads):
                 return {**meta.columns(), "patient_key": key}
         row = self.conn.execute(
             select(*(R.c[c] for c in _META_COLS)).where(
-                R.c.res_type == rtype, R.c.res_id == rid, R.c.deleted.is_(False), self.visible(R))
+                R.c.res_type == rtype, R.c.res_id == rid, R.c.deleted.is_(False), self._target_visible())
         ).first()
         return dict(zip(_META_COLS, row, strict=True)) if row is not None else None
 
