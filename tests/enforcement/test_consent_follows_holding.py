@@ -211,3 +211,15 @@ def test_deleting_the_facility_record_ends_its_consent(world):
     assert b.send("GET", "/fhir/Observation/hiv-q").status_code == 404
     assert _total(b, "patient=q") == (0, [])
     assert _grants(node, cid) == []
+
+
+def test_operator_recorded_consent_is_unaffected(world):
+    """The operator (the region office, which holds nobody) records q's Consent for B: it grants."""
+    node = world[0]
+    b = who(world, "other facility")
+    assert b.send("GET", "/fhir/Observation/hiv-q").status_code == 404
+    r = who(world, "operator").send("POST", "/fhir/Consent", builder.chosen_facilities(
+        None, "Patient/q", ["Organization/org-b"], recorded_by="Organization/org-o"))
+    assert r.status_code == 201, r.text
+    assert b.send("GET", "/fhir/Observation/hiv-q").status_code == 200
+    assert _grants(node, r.json()["id"]) == [(_person(node, "Patient", "q"), "permit", B)]
