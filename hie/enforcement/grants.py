@@ -18,14 +18,15 @@ Practitioner actors are matched by id and need no registry entry. A provision wi
 actors reaches every facility the access predicate treats as viewing (registered, active,
 role viewing or both): see :mod:`hie.enforcement.policy`.
 
-Holding: a Consent recorded by a facility (its custodian is the code of a facility that
-discloses records, i.e. one whose registrar wrote it) permits only while that facility holds
+Holding: a Consent recorded by a facility (its custodian is a facility code: its registrar
+or its feed wrote it, whatever the facility's network role) permits only while that facility holds
 the patient's regional person -- a current Patient in its custody linked to the person by a
 link that is not a scored ``auto`` link, the rule the write guard applies at write time
 (:meth:`hie.enforcement.writes.WriteGuard.holds`). While it does not, its permits compile to
 nothing and its exclusions stay (an exclusion never widens access). Patient-authored
-Consents (custodian ``patient-source``) and those the operator's office (a viewing-only
-facility) or the system without a facility recorded are unaffected. Identity changes that
+Consents (custodian ``patient-source``), those the operator recorded (custodian
+``operator-recorded``, set by the write guard from who wrote them) and those the system wrote
+without a facility are unaffected. Identity changes that
 move records between persons or change how a record is linked recompile the Consents of
 both persons through :func:`follow_identity`, and so does a Patient created or deleted, so
 the rule holds at all times.
@@ -46,7 +47,7 @@ from consent.model import Consent, parse_consent
 from consent.scope import ANY
 from hie.enforcement.tables import consent_grant as G
 from hie.enforcement import facilities
-from hie.enforcement.writes import PATIENT_SOURCE
+from hie.enforcement.writes import OPERATOR_SOURCE, PATIENT_SOURCE
 from hie.errors import ConsentActorRefused, InvalidResource
 from hie.storage.repository import Repository, Stored, WriteResult
 from hie.storage.tables import resource as R
@@ -111,16 +112,14 @@ def grant_rows(conn: Any, consent_pk: int, consent: Consent) -> list[dict[str, A
     return rows
 
 
-def recording_facility(conn: Any, custodian: str | None) -> str | None:
-    """The facility whose registrar recorded a Consent with this ``custodian``, when the
-    holding rule applies: any facility code except a registered viewing-only facility (the
-    operator's office). None for ``patient-source`` and for no custodian."""
-    if not custodian or custodian == PATIENT_SOURCE:
+def recording_facility(custodian: str | None) -> str | None:
+    """The facility whose registrar (or feed) recorded a Consent with this ``custodian``:
+    the holding rule applies to every facility code, whatever its network role. None for the
+    Consents nobody's facility recorded: ``patient-source`` (the patient), ``operator-recorded``
+    (the operator, marked by the write guard at creation) and no custodian (the system)."""
+    if not custodian or custodian in (PATIENT_SOURCE, OPERATOR_SOURCE):
         return None
-    known = [f for f in facilities.directory(conn).orgs.values() if f.code == custodian]
-    if known and not any(f.network_role in facilities.DISCLOSING_ROLES for f in known):
-        return None
-    return custodian  # a disclosing facility, active or not, or a code no longer registered
+    return custodian
 
 
 def holds(repo: Repository, code: str, key: str) -> bool:
@@ -133,7 +132,7 @@ def holds(repo: Repository, code: str, key: str) -> bool:
 
 def _in_force(repo: Repository, pk: int, patient_key: str) -> bool:
     custodian = repo.conn.execute(select(R.c.custodian).where(R.c.pk == pk)).scalar()
-    code = recording_facility(repo.conn, custodian)
+    code = recording_facility(custodian)
     return code is None or holds(repo, code, patient_key)
 
 

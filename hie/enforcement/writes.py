@@ -10,12 +10,18 @@ transaction entries, operations that write) before anything is written.
 Resource types fall in groups (:func:`group_of`); :data:`RULES` says, per group and
 action, which capacities may write. A principal holds a capacity when the named check in
 :data:`CAPACITIES` passes; one is enough. The system principal (in-process ingest,
-maintenance, the audit recorder) may write everything and is not listed.
+maintenance, the audit recorder) may write everything (custody aside, see below) and is not
+listed.
 
 Custody is fixed at creation (:meth:`WriteGuard.custodian_for_create`): the writing
 facility, or :data:`PATIENT_SOURCE` for what a patient enters; a ``meta.tag`` custodian that
 names anything else is refused unless the system principal writes (feeds name their
 facility by tag). Updates keep the stored custodian (:meth:`WriteGuard.custodian_for_update`).
+The system principal writes clinical data only into the custody of a facility that may
+disclose (or none, or :data:`PATIENT_SOURCE`): grants share what a custodian holds, so a
+viewing-only, inactive or unregistered custodian is refused on its writes too. A Consent the
+operator creates gets the custodian :data:`OPERATOR_SOURCE`, so the holding rule
+(:mod:`hie.enforcement.grants`) can tell it from a facility's by who wrote it.
 
 Existence: an update of an id the writer cannot see is answered exactly like an update of
 a free id (404), unless the writer may create with a client-assigned id (system, operator:
@@ -44,6 +50,11 @@ REGISTRAR_ROLE = "registrar"
 #: The custodian of what a patient entered themself (home measurements, their own
 #: Consents). Not a facility code (those have 10 digits), so no facility discloses it.
 PATIENT_SOURCE = "patient-source"
+
+#: The custodian of a Consent the operator recorded (set here, at creation, whoever the
+#: operator's facility is): the holding rule of :mod:`hie.enforcement.grants` exempts these,
+#: identified by who wrote them and never by a facility's network role. Not a facility code.
+OPERATOR_SOURCE = "operator-recorded"
 
 #: Elements of their own Patient a patient may change (contact details); any other
 #: element that differs from the current version is refused with its path.
@@ -289,6 +300,9 @@ class WriteGuard:
         self._facility: tuple[facilities.Facility | None] | None = None
         self._own: tuple[str | None] | None = None
         self._holds: dict[tuple[str, str], bool] = {}
+        #: Facilities the system registers earlier in this batch (code -> facility), so a feed
+        #: may register a facility and store its records in one transaction.
+        self._batch_facilities: dict[str, facilities.Facility] = {}
 
     # lookups, each made at most once per batch
     def facility(self) -> facilities.Facility | None:
@@ -374,8 +388,8 @@ class WriteGuard:
         """The custodian of a new row: the writer's (a tag naming another is refused)."""
         tag = custodian_tag(resource)
         if self.principal.is_system:
-            return tag or self.principal.organization_id
-        own = PATIENT_SOURCE if self.principal.kind == "patient" else self.principal.organization_id
+            return self._system_custody(res_type, tag or self.principal.organization_id, resource, None)
+        own = self._own_custody(res_type)
         if tag is not None and tag != own:
             raise CustodyForbidden(
                 f"{res_type}.meta.tag: the custodian tag names {tag}, but a record created by this principal is in "
@@ -383,14 +397,50 @@ class WriteGuard:
                 expression=[f"{res_type}.meta.tag"])
         return own
 
+    def _own_custody(self, res_type: str) -> str | None:
+        """Who holds what this (non-system) principal creates: the patient's own source, the
+        operator's marker for a Consent the operator records, else the writer's facility."""
+        if self.principal.kind == "patient":
+            return PATIENT_SOURCE
+        if res_type == "Consent" and OPERATOR_ROLE in self.principal.roles:
+            return OPERATOR_SOURCE
+        return self.principal.organization_id
+
     def custodian_for_update(self, res_type: str, resource: dict[str, Any], stored: StoredFacts) -> str | None:
         """The custodian of an updated row: the stored one (the system principal may re-home
         a record by tag, as feeds name their facility)."""
         tag = custodian_tag(resource)
         if self.principal.is_system:
-            return tag or stored.custodian
+            return self._system_custody(res_type, tag or stored.custodian, resource, stored)
         if tag is not None and tag != stored.custodian:
             raise CustodyForbidden(
                 f"{res_type}.meta.tag: custody is fixed at creation; the custodian tag may not change from "
                 f"{stored.custodian or 'none'} to {tag}", expression=[f"{res_type}.meta.tag"])
         return stored.custodian
+
+    def _system_custody(self, res_type: str, custodian: str | None, resource: dict[str, Any],
+                        stored: StoredFacts | None) -> str | None:
+        """The custodian a system write (a feed names its facility by tag) gives clinical data,
+        refused unless it is none, the patient's own source, or a registered, active facility
+        that may disclose: records in the custody of a viewing-only or inactive facility, or
+        of a code nobody registered, would otherwise be shared through consent grants. An
+        update that changes only ``link`` (identity's maintenance of a Patient stored before
+        its facility stopped disclosing) discloses nothing new and passes."""
+        if res_type == "Organization":
+            registered = facilities.facility_of(str(resource.get("id") or ""), resource)
+            if registered is not None:
+                self._batch_facilities[registered.code] = registered
+        if group_of(res_type) != CLINICAL or custodian in (None, PATIENT_SOURCE):
+            return custodian
+        facility = self._batch_facilities.get(custodian) or facilities.lookup(self._conn, custodian)
+        if facility is not None and facility.may_disclose:
+            return custodian
+        facility = facility if facility is not None and facility.active else None
+        if stored is not None and stored.content is not None and stored.custodian == custodian and \
+                changed_elements(orjson.loads(stored.content), resource) <= {"link"}:
+            return custodian
+        why = ("is registered for viewing only: it does not disclose records" if facility is not None
+               else "is not a registered, active facility of the region")
+        raise CustodyForbidden(
+            f"{res_type}.meta.tag: the custodian {custodian} {why}; its {res_type} is not stored, "
+            "since records in its custody would be shared under consent", expression=[f"{res_type}.meta.tag"])

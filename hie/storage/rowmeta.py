@@ -179,6 +179,20 @@ def _document_subject(bundle: dict[str, Any]) -> tuple[tuple[str, ...], tuple[st
     return ((typed[1],), ()) if typed[0] == "Patient" else ((), (f"{typed[0]}/{typed[1]}",))
 
 
+def _document_patient(subject: tuple[tuple[str, ...], tuple[str, ...]],
+                      contained: tuple[tuple[str, ...], tuple[str, ...]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A document is its Composition's subject's only while no entry names another patient:
+    an entry about someone else (a mis-composed document) leaves it with every patient its
+    entries name -- several, so no single patient, visible to its custodian only, as a
+    collection spanning patients. References to resolve (a subject given as an entry that is
+    not a Patient, entries taking a target's patient) are kept for the repository."""
+    ids, via = subject
+    others = tuple(i for i in contained[0] if i not in ids)
+    if not others:
+        return subject
+    return tuple(dict.fromkeys(ids + contained[0])), tuple(dict.fromkeys(via + contained[1]))
+
+
 def patient_refs(resource: dict[str, Any], _depth: int = 0) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``(patient ids, references to resolve)`` of what ``resource`` is about (see the
     module docstring); each tuple without duplicates, in document order."""
@@ -186,17 +200,18 @@ def patient_refs(resource: dict[str, Any], _depth: int = 0) -> tuple[tuple[str, 
     if rtype == "Patient":
         return ((resource["id"],) if resource.get("id") else ()), ()
     if rtype in CONTAINERS:
-        if rtype == "Bundle" and resource.get("type") == "document":
-            found = _document_subject(resource)
-            if found is not None:
-                return found
         ids: list[str] = []
         via: list[str] = []
         for inner in _contents(resource) if _depth < 4 else ():
             i, v = patient_refs(inner, _depth + 1)
             ids += i
             via += v
-        return tuple(dict.fromkeys(ids)), tuple(dict.fromkeys(via))
+        contained = tuple(dict.fromkeys(ids)), tuple(dict.fromkeys(via))
+        if rtype == "Bundle" and resource.get("type") == "document":
+            found = _document_subject(resource)
+            if found is not None:
+                return _document_patient(found, contained)
+        return contained
     for paths in about_paths(rtype or ""):
         named = _patients_at(resource, paths)
         if named:

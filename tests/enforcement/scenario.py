@@ -107,6 +107,27 @@ def network_region() -> list[dict[str, Any]]:
     ]
 
 
+def store_network_region(node: Any) -> None:
+    """Store :func:`network_region` as an older node or a feed did, before the roles changed:
+    the write guard refuses clinical data in the custody of a facility that may not disclose,
+    so its records are stored while V, D, X and U are active facilities with the role
+    ``both``; then V, D and X take their roles and U's Organization is deleted (nobody
+    registered it any more)."""
+    from hie.principal import SYSTEM
+    from hie.storage.repository import Write
+
+    both = [{**org(o), "active": True, "extension": [{"url": NETWORK_ROLE_EXT, "valueCode": "both"}]}
+            for o in ROLE_ORGS]
+    u_org = {"resourceType": "Organization", "id": "org-u", "name": "org-u",
+             "identifier": [{"system": MEDICAL_INSTITUTION_SYSTEM, "value": UNREGISTERED}]}
+    records = [r for r in network_region() if r["resourceType"] != "Organization"]
+    with node.context(SYSTEM, write=True) as ctx:
+        ctx.repo.write_batch([Write("update", r["resourceType"], r["id"], r) for r in [*both, u_org, *records]])
+    with node.context(SYSTEM, write=True) as ctx:
+        ctx.repo.write_batch([*(Write("update", "Organization", o, org(o)) for o in ROLE_ORGS),
+                              Write("delete", "Organization", "org-u")])
+
+
 def recorded_at_a(consent: dict[str, Any]) -> dict[str, Any]:
     """The Consent as facility A's counter records it (custodian A)."""
     return {**consent, "meta": {**consent.get("meta", {}), "tag": [{"system": CUSTODIAN_TAG_SYSTEM, "code": A}]}}

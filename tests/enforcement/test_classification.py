@@ -23,6 +23,7 @@ from consent.compartment import PATIENT_COMPARTMENT, ROLE_PARAMS, about_paths
 from hie.fhir.naming import CUSTODIAN_TAG_SYSTEM
 from hie.fhir.types import R4_RESOURCE_TYPES
 from hie.ingest import ingest_bundle
+from tests.facility_fixtures import facility
 from hie.principal import SYSTEM, Principal
 from hie.search.registry import DEFINITIONS
 from hie.storage.rowmeta import CONTAINERS, EXPLICIT, patient_of, patient_refs, row_meta
@@ -171,6 +172,7 @@ def _tag(custodian: str, *labels: str) -> dict[str, Any]:
 
 
 def _put(node: Any, resources: list[dict[str, Any]]) -> None:
+    resources = [facility(D), *resources]  # the custodian D is a registered, disclosing facility
     ingest_bundle(node, {"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources]},
         source="classification-test")

@@ -276,12 +276,13 @@ def test_hand_derived_visibility_of_the_network_roles_scenario(node):
     """The scenario the SQL-equals-reference test runs, with its answers derived by hand (so
     that comparison cannot agree on a wrong answer for the new branches)."""
     from hie.clock import FixedClock
-    from tests.enforcement.scenario import consents, network_region, region
+    from tests.enforcement.scenario import consents, region, store_network_region
     from tests.enforcement.test_sql_matches_reference import NOW_US, VIEWERS, visible_ids, write_all
 
     node.clock = FixedClock(NOW_US)
     node.policy.clock = node.clock
-    write_all(node, region() + network_region())
+    write_all(node, region())
+    store_network_region(node)
     write_all(node, consents()["all-facilities"])
     admin = {f"Organization/{o}" for o in ("org-a", "org-b", "org-c", "org-v", "org-d", "org-x")}
     assert visible_ids(node, VIEWERS["unregistered"]) == admin

@@ -25,7 +25,7 @@ from hie.clock import FixedClock
 from hie.principal import SYSTEM, Principal
 from hie.storage.tables import resource
 from tests.enforcement.scenario import CODE_TO_ORG, NETWORK_ROLES, ORGS, ROLE_ORGS, UNREGISTERED, consents, \
-    network_region, region
+    region, store_network_region
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
 NOW_US = int(NOW.timestamp() * 1_000_000)
@@ -109,7 +109,8 @@ def expected_ids(node, principal, consent_jsons) -> set[str]:
 def test_sql_predicate_equals_reference(node, state):
     node.clock = FixedClock(NOW_US)
     node.policy.clock = node.clock
-    write_all(node, region() + network_region())
+    write_all(node, region())
+    store_network_region(node)
     consent_jsons = consents()[state]
     if consent_jsons:
         write_all(node, consent_jsons)
