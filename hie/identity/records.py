@@ -3,11 +3,14 @@
 Links go both ways in the master-record pattern of
 https://hl7.org/fhir/R4/patient.html#links, but only one way is *stored*: each local record
 carries ``refer`` to its person's regional Patient (the local record's own visibility
-decides who sees it). The stored regional Patient lists no local records -- its readers
-would otherwise learn ids of records they may not see, label-protected ones included
-(ids that can be reversed to a facility and patient number). :func:`regional_view` builds
-the regional Patient with ``seealso`` links for one caller, through the caller's
-repository, so it lists exactly the local records that caller may see.
+decides who sees it) -- every local record, also before its person has a regional Patient,
+and in the version its facility wrote, so the record never tells its facility whether
+matching found someone (docs/identity.md, "No existence oracle"). The stored regional
+Patient lists no local records -- its readers would otherwise learn ids of records they
+may not see, label-protected ones included (ids that can be reversed to a facility and
+patient number). :func:`regional_view` builds the regional Patient with ``seealso`` links
+for one caller, through the caller's repository, so it lists exactly the local records
+that caller may see.
 
 Resources are written through :class:`hie.storage.repository.Repository` as a system
 principal acting for the record's custodian, so custodian and data class stay what the
@@ -24,12 +27,16 @@ from typing import Any
 from sqlalchemy import Connection
 
 from hie.identity import store
+from hie.identity.amend import amend_fresh_version
 from hie.identity.features import INSURANCE_MEMBER_ID_SYSTEM
 from hie.identity.model import IDENTITY_TAG_SYSTEM, SERVICE_ACTOR, IdentityConfig
 from hie.principal import Principal
-from hie.storage.repository import Write
+from hie.storage.repository import Stored, Write
 
 _INTERNAL: contextvars.ContextVar[bool] = contextvars.ContextVar("hie_identity_internal", default=False)
+#: Local Patients a facility's write created a version of in the write listener's current
+#: call: their ``refer`` link goes into that version (:mod:`hie.identity.amend`).
+_FRESH: contextvars.ContextVar[dict[str, Stored] | None] = contextvars.ContextVar("hie_identity_fresh", default=None)
 
 
 @contextlib.contextmanager
@@ -44,6 +51,22 @@ def internal() -> Iterator[None]:
 
 def is_internal() -> bool:
     return _INTERNAL.get()
+
+
+@contextlib.contextmanager
+def fresh(versions: list[Stored]) -> Iterator[None]:
+    """Inside, a ``refer`` link change of one of ``versions`` (just written by a facility)
+    amends that version instead of writing another one."""
+    token = _FRESH.set({st.res_id: st for st in versions})
+    try:
+        yield
+    finally:
+        _FRESH.reset(token)
+
+
+def _fresh_version(pid: str, current: Stored) -> Stored | None:
+    st = (_FRESH.get() or {}).get(pid)
+    return st if st is not None and st.pk == current.pk and st.version_id == current.version_id else None
 
 
 def ref_id(ref: Any, res_type: str = "Patient") -> str | None:
@@ -94,25 +117,33 @@ class Records:
                 [Write("update", "Patient", res_id, body, if_match=version, method="PUT")])
 
     def sync_local(self, conn: Connection, pid: str) -> None:
-        """Local Patient: exactly one ``refer`` link, to its person's regional Patient."""
+        """Local Patient: exactly one ``refer`` link, to its person (``Patient/<person key>``,
+        also while the person has no regional Patient yet: every local record reads alike,
+        whether it matched someone or nobody). A record a facility has just written gets the
+        link in that version (no second version, see :mod:`hie.identity.amend`)."""
         st = self.repo(conn).current("Patient", pid)
-        if st is None or st.deleted:
+        link = store.link(conn, pid)
+        if st is None or st.deleted or link is None or link.role != "local":
             return
         res = st.resource()
         old_links = [ln for ln in res.get("link") or () if isinstance(ln, dict)]
-        targets = {ref_id(ln.get("other")) for ln in old_links if ln.get("type") == "refer"}
-        regional = store.regional_ids_among(conn, {t for t in targets if t})
-        keep = [ln for ln in old_links if not (ln.get("type") == "refer" and ref_id(ln.get("other")) in regional)]
-        link = store.link(conn, pid)
-        person = store.person(conn, link.person_key) if link else None
-        if person is not None and person.has_patient:
-            keep.append({"other": {"reference": f"Patient/{person.person_key}"}, "type": "refer"})
+        keep = [ln for ln in old_links if not (ln.get("type") == "refer" and self._ours(conn, ln))]
+        keep.append({"other": {"reference": f"Patient/{link.person_key}"}, "type": "refer"})
         if keep == old_links:
             return
         body = {k: v for k, v in res.items() if k != "link"}
-        if keep:
-            body["link"] = keep
-        self.write(conn, pid, body, st.version_id)
+        body["link"] = keep
+        just_written = _fresh_version(pid, st)
+        if just_written is not None:
+            amend_fresh_version(conn, self.repo(conn).registry, just_written, body)
+        else:
+            self.write(conn, pid, body, st.version_id)
+
+    @staticmethod
+    def _ours(conn: Connection, link: dict[str, Any]) -> bool:
+        """A ``refer`` link identity maintains: to a person key (regional Patient or not)."""
+        target = ref_id(link.get("other"))
+        return target is not None and store.person(conn, target) is not None
 
     def regional_body(self, conn: Connection, person: store.Person, current: dict[str, Any] | None,
                       locals_: list[store.Link]) -> dict[str, Any]:

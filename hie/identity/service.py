@@ -36,7 +36,7 @@ from hie.identity.index import blocking_keys
 from hie.identity.linkage import Linkage, RekeyListener
 from hie.identity.model import (IDENTITY_TAG_SYSTEM, REGIONAL_SYSTEM_DEFAULT, SERVICE_ACTOR, ActionResult,
                                 IdentityConfig, IdentityConflict)
-from hie.identity.records import Records, internal, is_internal
+from hie.identity.records import Records, fresh, internal, is_internal
 from hie.storage.repository import Stored, WriteResult
 
 __all__ = ["IDENTITY_TAG_SYSTEM", "REGIONAL_SYSTEM_DEFAULT", "SERVICE_ACTOR", "ActionResult", "IdentityConfig",
@@ -87,9 +87,13 @@ class IdentityService:
         patients = [r.stored for r in results if r.stored is not None and r.stored.res_type == "Patient"]
         if not patients:
             return
+        custodians = store.custodians(repo.conn, [st.res_id for st in patients])
+        with fresh([st for st in patients if not st.deleted]):
+            self._on_patients(repo, patients, custodians)
+
+    def _on_patients(self, repo: Any, patients: list[Stored], custodians: dict[str, str | None]) -> None:
         conn = repo.conn
         now = self.node.clock.now_us()
-        custodians = store.custodians(conn, [st.res_id for st in patients])
         locked = False
         for st in patients:
             if st.deleted:
@@ -115,12 +119,11 @@ class IdentityService:
         features = extract_features(resource)
         if drives:
             store.replace_blocks(conn, pid, st.pk, blocking_keys(features))
-        if person.has_patient or len(store.members(conn, key)) > 1:
-            # Already linked: a replace drops the link to the regional Patient, put it back;
-            # identity stays a staff decision.
+        if person.has_patient or len(store.members(conn, key)) > 1 or not drives:
+            # Already linked (identity stays a staff decision), or a patient's self-edit, or a
+            # writer that is not the custodian: only the link to the person (a replace may
+            # have dropped it), in the version just written.
             self.records.sync_local(conn, pid)
-            return
-        if not drives:  # a patient's self-edit, or a writer that is not the custodian
             return
         found = self.match(conn, features, exclude={pid}, load=self._load_system,
                            not_same=store.not_a_match(conn, pid))
@@ -128,10 +131,12 @@ class IdentityService:
         if decision.auto_link is not None:
             m = decision.auto_link
             self.linkage.auto_link(conn, pid, m.person_key, m.patient_id, m.score)
-            return
-        now = self.node.clock.now_us()
-        for m in decision.review:
-            store.enqueue(conn, pid, m.patient_id, m.score.score, m.score.grade, m.score.levels, now)
+        else:
+            now = self.node.clock.now_us()
+            for m in decision.review:
+                store.enqueue(conn, pid, m.patient_id, m.score.score, m.score.grade, m.score.levels, now)
+        # Matched or not, the record reads alike: its link to its person, in this version.
+        self.records.sync_local(conn, pid)
 
     def _load_system(self, conn: Connection, pks: list[int]) -> list[Stored]:
         return self.records.repo(conn).load_pks(pks)
