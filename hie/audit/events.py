@@ -87,70 +87,8 @@ def build(
     patient = patient_id or _patient_from_query(path, query) or (principal.patient_id if principal else None)
     address = network_address or (principal.network_address if principal else None)
 
-    agents: list[dict[str, Any]] = []
-    person = principal is not None and principal.kind in ("user", "patient")
-    if principal is None or principal.kind == "anonymous":
-        agents.append({
-            "type": {"coding": [{"system": DCM, "code": "110153", "display": "Source Role ID"}]},
-            "who": {"display": "unauthenticated caller"}, "requestor": True,
-            **({"network": {"address": address, "type": "2"}} if address else {}),
-        })
-    else:
-        client = {
-            "type": {"coding": [{"system": DCM, "code": "110153", "display": "Source Role ID"}]},
-            "who": ({"identifier": {"system": CLIENT_ID_SYSTEM, "value": principal.client_id}}
-                    if principal.client_id else {"display": principal.name}),
-            "requestor": not person,
-            **({"network": {"address": address, "type": "2"}} if address else {}),
-            **({"policy": [principal.token_id]} if principal.token_id else {}),
-        }
-        agents.append(client)
-        if person:
-            who: dict[str, Any] = {"identifier": {"system": USER_ID_SYSTEM, "value": principal.user_id},
-                                   "display": principal.name}
-            if principal.kind == "patient" and principal.patient_id:
-                who["reference"] = f"Patient/{principal.patient_id}"
-            elif principal.practitioner_id:
-                who["reference"] = f"Practitioner/{principal.practitioner_id}"
-            user = {
-                "type": {"coding": [{"system": PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
-                "who": who, "requestor": True,
-                **({"role": [{"coding": [{"system": f"{NODE_CANONICAL}/CodeSystem/role", "code": r}]}
-                             for r in sorted(principal.roles)]} if principal.roles else {}),
-                **({"policy": [principal.token_id]} if principal.token_id else {}),
-            }
-            agents.append(user)
-        if principal.organization_id:
-            agents.append({
-                "type": {"coding": [{"system": ROLE_CLASS, "code": "PROV", "display": "healthcare provider"}]},
-                "who": {"identifier": {"system": MEDICAL_INSTITUTION_SYSTEM, "value": principal.organization_id}},
-                "requestor": False,
-            })
-    agents.append({
-        "type": {"coding": [{"system": DCM, "code": "110152", "display": "Destination Role ID"}]},
-        "who": {"display": server}, "requestor": False,
-    })
-
-    entities: list[dict[str, Any]] = []
-    if patient:
-        entities.append({
-            "what": {"reference": f"Patient/{patient}"},
-            "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
-            "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
-        })
-    if resource_ref:
-        entities.append({
-            "what": {"reference": resource_ref},
-            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-            "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
-        })
-    if interaction.startswith(("search", "history")) or interaction == "operation" or (query and not resource_ref):
-        entities.append({
-            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
-            "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
-            "description": f"{method} {path}" + (f"?{query}" if query else ""),
-            "query": base64.b64encode((path + (f"?{query}" if query else "")).encode()).decode(),
-        })
+    agents = _agents(principal, address, server)
+    entities = _entities(interaction, method, path, query, patient, resource_ref)
 
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
@@ -173,6 +111,85 @@ def build(
     if entities:
         event["entity"] = entities
     return event
+
+
+def _agents(principal: Principal | None, address: str | None, server: str) -> list[dict[str, Any]]:
+    """The event's agents: the client (or the unauthenticated caller), the logged-in
+    person, the facility they act for, and the server."""
+    agents: list[dict[str, Any]] = []
+    person = principal is not None and principal.kind in ("user", "patient")
+    if principal is None or principal.kind == "anonymous":
+        agents.append({
+            "type": {"coding": [{"system": DCM, "code": "110153", "display": "Source Role ID"}]},
+            "who": {"display": "unauthenticated caller"}, "requestor": True,
+            **({"network": {"address": address, "type": "2"}} if address else {}),
+        })
+    else:
+        client = {
+            "type": {"coding": [{"system": DCM, "code": "110153", "display": "Source Role ID"}]},
+            "who": ({"identifier": {"system": CLIENT_ID_SYSTEM, "value": principal.client_id}}
+                    if principal.client_id else {"display": principal.name}),
+            "requestor": not person,
+            **({"network": {"address": address, "type": "2"}} if address else {}),
+            **({"policy": [principal.token_id]} if principal.token_id else {}),
+        }
+        agents.append(client)
+        if person:
+            agents.append(_user_agent(principal))
+        if principal.organization_id:
+            agents.append({
+                "type": {"coding": [{"system": ROLE_CLASS, "code": "PROV", "display": "healthcare provider"}]},
+                "who": {"identifier": {"system": MEDICAL_INSTITUTION_SYSTEM, "value": principal.organization_id}},
+                "requestor": False,
+            })
+    agents.append({
+        "type": {"coding": [{"system": DCM, "code": "110152", "display": "Destination Role ID"}]},
+        "who": {"display": server}, "requestor": False,
+    })
+    return agents
+
+
+def _user_agent(principal: Principal) -> dict[str, Any]:
+    """The logged-in person (their Patient or Practitioner) as the requesting agent."""
+    who: dict[str, Any] = {"identifier": {"system": USER_ID_SYSTEM, "value": principal.user_id},
+                           "display": principal.name}
+    if principal.kind == "patient" and principal.patient_id:
+        who["reference"] = f"Patient/{principal.patient_id}"
+    elif principal.practitioner_id:
+        who["reference"] = f"Practitioner/{principal.practitioner_id}"
+    return {
+        "type": {"coding": [{"system": PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
+        "who": who, "requestor": True,
+        **({"role": [{"coding": [{"system": f"{NODE_CANONICAL}/CodeSystem/role", "code": r}]}
+                     for r in sorted(principal.roles)]} if principal.roles else {}),
+        **({"policy": [principal.token_id]} if principal.token_id else {}),
+    }
+
+
+def _entities(interaction: str, method: str, path: str, query: str, patient: str | None,
+              resource_ref: str | None) -> list[dict[str, Any]]:
+    """The event's entities: the patient first, then the resource or the query."""
+    entities: list[dict[str, Any]] = []
+    if patient:
+        entities.append({
+            "what": {"reference": f"Patient/{patient}"},
+            "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
+            "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"},
+        })
+    if resource_ref:
+        entities.append({
+            "what": {"reference": resource_ref},
+            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+            "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
+        })
+    if interaction.startswith(("search", "history")) or interaction == "operation" or (query and not resource_ref):
+        entities.append({
+            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+            "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
+            "description": f"{method} {path}" + (f"?{query}" if query else ""),
+            "query": base64.b64encode((path + (f"?{query}" if query else "")).encode()).decode(),
+        })
+    return entities
 
 
 def login_event(*, username: str, user: Any, ok: bool, client_id: str | None, address: str | None,
