@@ -281,17 +281,7 @@ def transaction(ctx: Context, bundle: dict[str, Any], prepared: Prepared | None 
     if prepared is not None and prepared.bundle is not bundle:
         prepared = None
     entries = prepared.entries if prepared is not None else parse_entries(ctx, bundle)
-    id_map: dict[str, str] = {}  # fullUrl -> Type/id
-    touched: dict[tuple[str, str], int] = {}
-    results: dict[int, Result] = {}
-    writes: list[tuple[Entry, Write]] = []
-
-    def claim(entry: Entry, rtype: str, rid: str) -> None:
-        prev = touched.get((rtype, rid))
-        if prev is not None:
-            raise _error_for(entry, InvalidRequest(
-                f"{rtype}/{rid} is also the target of Bundle.entry[{prev}]; a transaction may touch a resource once"))
-        touched[(rtype, rid)] = entry.index
+    plan = _Plan()
 
     # Validate every resource before anything else (nothing is written if one is bad);
     # prepare() has done that already.
@@ -303,72 +293,114 @@ def transaction(ctx: Context, bundle: dict[str, Any], prepared: Prepared | None 
             continue  # after the writes, below
         try:
             if entry.method == "DELETE":
-                rid = entry.target_id
-                if rid is None:
-                    found = _match_one(ctx, entry.target_type, entry.query, "Conditional delete")  # type: ignore[arg-type]
-                    rid = found
-                if rid is None:
-                    results[entry.index] = Result(204)
-                    continue
-                claim(entry, entry.target_type, rid)  # type: ignore[arg-type]
-                writes.append((entry, Write("delete", entry.target_type, rid,  # type: ignore[arg-type]
-                                            if_match=crud.parse_etag(entry.if_match), method="DELETE")))
+                _plan_delete(ctx, plan, entry)
             elif entry.method == "POST":
-                rtype = entry.target_type
-                assert rtype and entry.resource is not None
-                if entry.if_none_exist:
-                    found = _match_one(ctx, rtype, entry.if_none_exist, "ifNoneExist")
-                    if found is not None:
-                        _map_full_url(id_map, entry, rtype, found)
-                        st = ctx.repo.current(rtype, found)
-                        assert st is not None
-                        results[entry.index] = Result(200, None, location=f"{rtype}/{found}/_history/{st.version_id}",
-                                                      etag=st.etag, last_modified=st.last_updated)
-                        continue
-                rid = ctx.repo.new_id()
-                _map_full_url(id_map, entry, rtype, rid)
-                claim(entry, rtype, rid)
-                writes.append((entry, Write("create", rtype, rid, dict(entry.resource), method="POST")))
+                _plan_post(ctx, plan, entry)
             elif entry.method in ("PUT", "PATCH"):
-                rtype = entry.target_type
-                assert rtype and entry.resource is not None
-                rid = entry.target_id
-                kind = "update"
-                if rid is None:
-                    rid = _match_one(ctx, rtype, entry.query, f"Conditional {entry.method.lower()}")
-                    if rid is None:
-                        if entry.method == "PATCH":
-                            raise NotFound(f"Conditional patch '{entry.query}' matches no {rtype}")
-                        # No match: a create (with the body's id, an update as create).
-                        kind = "update" if entry.resource.get("id") else "create"
-                        rid = entry.resource.get("id") or ctx.repo.new_id()
-                if entry.method == "PUT":
-                    if entry.target_id is not None:
-                        check_id_matches(entry.resource, rid, path=f"{entry.where}.resource")
-                    _map_full_url(id_map, entry, rtype, rid)
-                    claim(entry, rtype, rid)
-                    writes.append((entry, Write(kind, rtype, rid, {**entry.resource, "id": rid},
-                                                if_match=crud.parse_etag(entry.if_match), method="PUT",
-                                                index=prepared.index.get(entry.index) if prepared else None)))
-                else:
-                    claim(entry, rtype, rid)
-                    entry.extra["patch_target"] = (rtype, rid)
-                    writes.append((entry, _patch_write(ctx, entry, rtype, rid)))
+                _plan_put_or_patch(ctx, plan, entry, prepared)
         except FhirError as err:
             raise _error_for(entry, err) from None
 
-    # Rewrite references (fullUrl -> assigned id; conditional -> resolved id) and check
-    # that every relative reference points at something that exists.
+    _resolve_references(ctx, plan)
+    _run_writes(ctx, plan)
+    _run_reads(ctx, entries, plan.results)
+    return Result(200, _response_bundle(ctx, "transaction-response", entries, plan.results))
+
+
+@dataclass
+class _Plan:
+    """What a transaction's entries come to before anything is written: the ids assigned
+    to the ``fullUrl`` values, the resources each entry touches, the writes in order, and the
+    results already known (a conditional delete matching nothing, an ifNoneExist hit)."""
+
+    id_map: dict[str, str] = field(default_factory=dict)  # fullUrl -> Type/id
+    touched: dict[tuple[str, str], int] = field(default_factory=dict)
+    results: dict[int, Result] = field(default_factory=dict)
+    writes: list[tuple[Entry, Write]] = field(default_factory=list)
+
+    def claim(self, entry: Entry, rtype: str, rid: str) -> None:
+        prev = self.touched.get((rtype, rid))
+        if prev is not None:
+            raise _error_for(entry, InvalidRequest(
+                f"{rtype}/{rid} is also the target of Bundle.entry[{prev}]; a transaction may touch a resource once"))
+        self.touched[(rtype, rid)] = entry.index
+
+
+def _plan_delete(ctx: Context, plan: _Plan, entry: Entry) -> None:
+    rid = entry.target_id
+    if rid is None:
+        found = _match_one(ctx, entry.target_type, entry.query, "Conditional delete")  # type: ignore[arg-type]
+        rid = found
+    if rid is None:
+        plan.results[entry.index] = Result(204)
+        return
+    plan.claim(entry, entry.target_type, rid)  # type: ignore[arg-type]
+    plan.writes.append((entry, Write("delete", entry.target_type, rid,  # type: ignore[arg-type]
+                                     if_match=crud.parse_etag(entry.if_match), method="DELETE")))
+
+
+def _plan_post(ctx: Context, plan: _Plan, entry: Entry) -> None:
+    rtype = entry.target_type
+    assert rtype and entry.resource is not None
+    if entry.if_none_exist:
+        found = _match_one(ctx, rtype, entry.if_none_exist, "ifNoneExist")
+        if found is not None:
+            _map_full_url(plan.id_map, entry, rtype, found)
+            st = ctx.repo.current(rtype, found)
+            assert st is not None
+            plan.results[entry.index] = Result(200, None, location=f"{rtype}/{found}/_history/{st.version_id}",
+                                               etag=st.etag, last_modified=st.last_updated)
+            return
+    rid = ctx.repo.new_id()
+    _map_full_url(plan.id_map, entry, rtype, rid)
+    plan.claim(entry, rtype, rid)
+    plan.writes.append((entry, Write("create", rtype, rid, dict(entry.resource), method="POST")))
+
+
+def _plan_put_or_patch(ctx: Context, plan: _Plan, entry: Entry, prepared: Prepared | None) -> None:
+    rtype = entry.target_type
+    assert rtype and entry.resource is not None
+    rid = entry.target_id
+    kind = "update"
+    if rid is None:
+        rid = _match_one(ctx, rtype, entry.query, f"Conditional {entry.method.lower()}")
+        if rid is None:
+            if entry.method == "PATCH":
+                raise NotFound(f"Conditional patch '{entry.query}' matches no {rtype}")
+            # No match: a create (with the body's id, an update as create).
+            kind = "update" if entry.resource.get("id") else "create"
+            rid = entry.resource.get("id") or ctx.repo.new_id()
+    if entry.method == "PUT":
+        if entry.target_id is not None:
+            check_id_matches(entry.resource, rid, path=f"{entry.where}.resource")
+        _map_full_url(plan.id_map, entry, rtype, rid)
+        plan.claim(entry, rtype, rid)
+        plan.writes.append((entry, Write(kind, rtype, rid, {**entry.resource, "id": rid},
+                                         if_match=crud.parse_etag(entry.if_match), method="PUT",
+                                         index=prepared.index.get(entry.index) if prepared else None)))
+    else:
+        plan.claim(entry, rtype, rid)
+        entry.extra["patch_target"] = (rtype, rid)
+        plan.writes.append((entry, _patch_write(ctx, entry, rtype, rid)))
+
+
+def _resolve_references(ctx: Context, plan: _Plan) -> None:
+    """Rewrite references (fullUrl -> assigned id; conditional -> resolved id) and check
+    that every relative reference points at something that exists."""
     pending_refs: dict[tuple[str, str], tuple[Entry, str]] = {}
-    for entry, w in writes:
+    for entry, w in plan.writes:
         if w.resource is None or w.kind == "delete":
             continue
         try:
-            _rewrite(ctx, entry, w.resource, id_map, pending_refs, touched)
+            _rewrite(ctx, entry, w.resource, plan.id_map, pending_refs, plan.touched)
         except FhirError as err:
             raise _error_for(entry, err) from None
     _check_targets_exist(ctx, pending_refs)
 
+
+def _run_writes(ctx: Context, plan: _Plan) -> None:
+    """All writes in one ``write_batch``; each entry's result from its write's outcome."""
+    writes, results = plan.writes, plan.results
     try:
         done = ctx.repo.write_batch([w for _, w in writes]) if writes else []
     except FhirError as err:
@@ -393,14 +425,15 @@ def transaction(ctx: Context, bundle: dict[str, Any], prepared: Prepared | None 
             if wr.outcome == "noop":
                 results[entry.index].unchanged = True
 
+
+def _run_reads(ctx: Context, entries: list[Entry], results: dict[int, Result]) -> None:
+    """The read entries, after the writes, in Bundle order."""
     for entry in entries:
         if _reads(entry):
             try:
                 results[entry.index] = dispatch_read(ctx, entry)
             except FhirError as err:
                 raise _error_for(entry, err) from None
-
-    return Result(200, _response_bundle(ctx, "transaction-response", entries, results))
 
 
 def _reads(entry: Entry) -> bool:
