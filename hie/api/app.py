@@ -138,7 +138,7 @@ def create_app(
     )
     app.state.node = node
     from hie.api.auth_routes import auth_router
-    from hie.auth.bearer import authorize, bearer_authenticator
+    from hie.auth.bearer import bearer_authenticator
 
     auth = authenticate or bearer_authenticator(node)
     if audit is None:
@@ -147,6 +147,13 @@ def create_app(
         audit = AuditRecorder.for_node(node)
     recorder = audit or None
     app.include_router(auth_router(node, recorder))
+    _add_error_handlers(app)
+    _add_fhir_routes(app, node, auth, recorder)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as an OperationOutcome, never a traceback."""
 
     @app.exception_handler(FhirError)
     async def _fhir_error(_request: Request, exc: FhirError) -> Response:
@@ -171,31 +178,39 @@ def create_app(
         log.error("unhandled error (correlation id %s)", err.correlation_id, exc_info=exc)
         return _error_response(err)
 
-    def run_sync(request: Request, call: Call, bundle: Any = None) -> Response:
-        principal: Principal | None = None
-        try:
-            _negotiate(request)
-            base = _base_url(node, request)
-            principal = authorize(node, request, auth, call.parsed, bundle, base)
-            ret, strict = _prefer(request)
-            with node.context(principal, write=call.parsed.write, base_url=base, prefer_return=ret,
-                              prefer_strict=strict) as ctx:
-                result = execute(ctx, call)
-            response = _render(result, request, base)
-        except Exception as exc:
-            if recorder is not None and (principal is None or principal.kind != "anonymous"):
-                from hie.audit.http import event_for
 
-                status = exc.status if isinstance(exc, FhirError) else 500
-                diag = exc.diagnostics if isinstance(exc, FhirError) else "internal error"
-                recorder.record(event_for(node, request, principal, status=status, diagnostics=diag))
-            raise
-        if recorder is not None and principal.kind != "anonymous":
+def _run_sync(node: Any, auth: Callable[[Request], Principal], recorder: Any, request: Request, call: Call,
+              bundle: Any = None) -> Response:
+    """Authorize, execute and render one FHIR call (in the thread pool), auditing it
+    allowed or refused."""
+    from hie.auth.bearer import authorize
+
+    principal: Principal | None = None
+    try:
+        _negotiate(request)
+        base = _base_url(node, request)
+        principal = authorize(node, request, auth, call.parsed, bundle, base)
+        ret, strict = _prefer(request)
+        with node.context(principal, write=call.parsed.write, base_url=base, prefer_return=ret,
+                          prefer_strict=strict) as ctx:
+            result = execute(ctx, call)
+        response = _render(result, request, base)
+    except Exception as exc:
+        if recorder is not None and (principal is None or principal.kind != "anonymous"):
             from hie.audit.http import event_for
 
-            recorder.record(event_for(node, request, principal, status=result.status, result=result))
-        return response
+            status = exc.status if isinstance(exc, FhirError) else 500
+            diag = exc.diagnostics if isinstance(exc, FhirError) else "internal error"
+            recorder.record(event_for(node, request, principal, status=status, diagnostics=diag))
+        raise
+    if recorder is not None and principal.kind != "anonymous":
+        from hie.audit.http import event_for
 
+        recorder.record(event_for(node, request, principal, status=result.status, result=result))
+    return response
+
+
+def _add_fhir_routes(app: FastAPI, node: Any, auth: Callable[[Request], Principal], recorder: Any) -> None:
     @app.get("/", include_in_schema=False)
     def root() -> Response:
         return RedirectResponse("/fhir/metadata")
@@ -211,11 +226,10 @@ def create_app(
         parsed = parse(request.method, path[len("/fhir"):], request.url.query)
         call = await _call_of(request, parsed)
         bundle = call.body if parsed.row.name == "batch-transaction" else None
-        return await run_in_threadpool(run_sync, request, call, bundle)
+        return await run_in_threadpool(_run_sync, node, auth, recorder, request, call, bundle)
 
     app.add_api_route("/fhir", fhir, methods=list(METHODS), include_in_schema=False)
     app.add_api_route("/fhir/{path:path}", fhir, methods=list(METHODS), include_in_schema=False)
-    return app
 
 
 async def _form(request: Request) -> list[tuple[str, str]]:
