@@ -99,11 +99,27 @@ def _answer(result: Any) -> Response:
 def auth_router(node: Any, recorder: Any = None) -> APIRouter:
     """``recorder``: where login attempts are audited (the app's recorder; None: not audited,
     as the app's own requests are not when audit is off)."""
-    svc = AuthService.for_node(node)
-    server = node.service("authz", lambda: HieAuthorizationServer(node, svc))
+    auth = _AuthEndpoints(node, recorder)
     router = APIRouter()
+    _add_discovery_routes(router, auth)
+    _add_login_routes(router, auth)
+    _add_token_routes(router, auth)
+    _add_register_route(router, auth)
+    return router
 
-    async def hie_request(request: Request, *, json_body: bool = False) -> HieRequest:
+
+class _AuthEndpoints:
+    """What the authorization server's routes share: the node, its auth service and
+    authlib server, and the login audit."""
+
+    def __init__(self, node: Any, recorder: Any) -> None:
+        svc = AuthService.for_node(node)
+        self.node = node
+        self.recorder = recorder
+        self.svc = svc
+        self.server = node.service("authz", lambda: HieAuthorizationServer(node, svc))
+
+    async def hie_request(self, request: Request, *, json_body: bool = False) -> HieRequest:
         form: list[tuple[str, str]] = []
         body_json = None
         if request.method == "POST":
@@ -117,19 +133,45 @@ def auth_router(node: Any, recorder: Any = None) -> APIRouter:
             elif ctype == "application/x-www-form-urlencoded":
                 form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
         return HieRequest(
-            request.method, _uri(node, request), dict(request.headers),
+            request.method, _uri(self.node, request), dict(request.headers),
             parse_qsl(request.url.query, keep_blank_values=True), form,
-            fhir_base=_fhir_base(node, request), json=body_json,
+            fhir_base=_fhir_base(self.node, request), json=body_json,
         )
 
-    def audit_login(request: Request, username: str, ok: bool, user: Any = None, client_id: str | None = None) -> None:
+    def audit_login(self, request: Request, username: str, ok: bool, user: Any = None,
+                    client_id: str | None = None) -> None:
         from hie.audit.events import login_event
 
-        if recorder is None:
+        if self.recorder is None:
             return
-        recorder.record(login_event(username=username, user=user, ok=ok, client_id=client_id,
-                               address=request.client.host if request.client else None,
-                               recorded_us=node.clock.now_us()))
+        self.recorder.record(login_event(username=username, user=user, ok=ok, client_id=client_id,
+                                         address=request.client.host if request.client else None,
+                                         recorded_us=self.node.clock.now_us()))
+
+
+def _render_login(request: Request, params: list[tuple[str, str]], grant: Any, *, error: str | None = None,
+                  lang: str = "ja", status: int = 200) -> Response:
+    t = TEXT[lang]
+    csrf = request.cookies.get("hie_csrf") or secrets.token_urlsafe(24)
+    client = grant.request.client
+    scopes = (dict(params).get("scope") or "").split()
+    ask_patient = "launch/patient" in scopes
+    kept = [(k, v) for k, v in params if k in AUTHORIZE_PARAMS]
+    html = _TEMPLATES.get_template("login.html").render(
+        lang=lang, t=t, client_name=client.name, scopes=scopes, params=kept,
+        csrf=csrf, action="/auth/login", error=error, ask_patient=ask_patient,
+        lang_query=urlencode([*kept, ("lang", "en" if lang == "ja" else "ja")]),
+    )
+    resp = HTMLResponse(html, status_code=status, headers={
+        "Cache-Control": "no-store", "X-Frame-Options": "DENY",
+        "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
+    resp.set_cookie("hie_csrf", csrf, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                    path="/auth")
+    return resp
+
+
+def _add_discovery_routes(router: APIRouter, auth: _AuthEndpoints) -> None:
+    svc, node = auth.svc, auth.node
 
     @router.get("/fhir/.well-known/smart-configuration", include_in_schema=False)
     def smart_config(request: Request) -> Response:
@@ -139,25 +181,10 @@ def auth_router(node: Any, recorder: Any = None) -> APIRouter:
     def jwks() -> Response:
         return JSONResponse(svc.keys.jwks(), headers={"Cache-Control": "max-age=300"})
 
-    def render_login(request: Request, params: list[tuple[str, str]], grant: Any, *, error: str | None = None,
-                     lang: str = "ja", status: int = 200) -> Response:
-        t = TEXT[lang]
-        csrf = request.cookies.get("hie_csrf") or secrets.token_urlsafe(24)
-        client = grant.request.client
-        scopes = (dict(params).get("scope") or "").split()
-        ask_patient = "launch/patient" in scopes
-        kept = [(k, v) for k, v in params if k in AUTHORIZE_PARAMS]
-        html = _TEMPLATES.get_template("login.html").render(
-            lang=lang, t=t, client_name=client.name, scopes=scopes, params=kept,
-            csrf=csrf, action="/auth/login", error=error, ask_patient=ask_patient,
-            lang_query=urlencode([*kept, ("lang", "en" if lang == "ja" else "ja")]),
-        )
-        resp = HTMLResponse(html, status_code=status, headers={
-            "Cache-Control": "no-store", "X-Frame-Options": "DENY",
-            "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"})
-        resp.set_cookie("hie_csrf", csrf, httponly=True, samesite="strict", secure=request.url.scheme == "https",
-                        path="/auth")
-        return resp
+
+def _add_login_routes(router: APIRouter, auth: _AuthEndpoints) -> None:
+    """The authorization request (login page) and the login form it posts."""
+    node, svc, server, hie_request = auth.node, auth.svc, auth.server, auth.hie_request
 
     async def authorize(request: Request) -> Response:
         req = await hie_request(request)
@@ -175,7 +202,7 @@ def auth_router(node: Any, recorder: Any = None) -> APIRouter:
             return JSONResponse({"error": grant.error, "error_description": grant.description}, status_code=400)
         params = list(req.payload.data.items())
         lang = "en" if req.payload.data.get("lang") == "en" else "ja"
-        return render_login(request, params, grant, lang=lang)
+        return _render_login(request, params, grant, lang=lang)
 
     router.add_api_route("/auth/authorize", authorize, methods=["GET", "POST"], include_in_schema=False)
 
@@ -195,7 +222,7 @@ def auth_router(node: Any, recorder: Any = None) -> APIRouter:
                 return JSONResponse({"error": err.error, "error_description": err.description}, status_code=400)
             cookie = request.cookies.get("hie_csrf", "")
             if not cookie or not hmac.compare_digest(cookie, form.get("csrf", "")):
-                return render_login(request, params, grant, error=TEXT[lang]["csrf"], lang=lang, status=400)
+                return _render_login(request, params, grant, error=TEXT[lang]["csrf"], lang=lang, status=400)
             if form.get("decision") == "deny":
                 return _answer(server.create_authorization_response(oauth_req, grant_user=None, grant=grant))
             username = form.get("username", "")
@@ -208,14 +235,19 @@ def auth_router(node: Any, recorder: Any = None) -> APIRouter:
                         user = None
             finally:
                 pass
-            audit_login(request, username, user is not None, user, grant.request.client.client_id)
+            auth.audit_login(request, username, user is not None, user, grant.request.client.client_id)
             if user is None:
-                return render_login(request, params, grant, error=TEXT[lang]["failed"], lang=lang, status=401)
+                return _render_login(request, params, grant, error=TEXT[lang]["failed"], lang=lang, status=401)
             patient = user.patient_id if user.kind == "patient" else (form.get("patient") or None)
             user = user.with_launch(patient, int(time.time() * 1_000_000))
             return _answer(server.create_authorization_response(oauth_req, grant_user=user, grant=grant))
 
         return await run_in_threadpool(run)
+
+
+def _add_token_routes(router: APIRouter, auth: _AuthEndpoints) -> None:
+    """Token, introspection (RFC 7662) and revocation (RFC 7009): authlib's answers."""
+    server, hie_request = auth.server, auth.hie_request
 
     @router.post("/auth/token", include_in_schema=False)
     async def token(request: Request) -> Response:
@@ -231,6 +263,11 @@ def auth_router(node: Any, recorder: Any = None) -> APIRouter:
     async def revoke(request: Request) -> Response:
         req = await hie_request(request)
         return _answer(await run_in_threadpool(server.create_endpoint_response, "revocation", req))
+
+
+def _add_register_route(router: APIRouter, auth: _AuthEndpoints) -> None:
+    """Dynamic client registration (RFC 7591), for operators only."""
+    svc, server, hie_request = auth.svc, auth.server, auth.hie_request
 
     @router.post("/auth/register", include_in_schema=False)
     async def register(request: Request) -> Response:
@@ -257,5 +294,3 @@ def auth_router(node: Any, recorder: Any = None) -> APIRouter:
                 return _answer(server.handle_response(*err()))
 
         return await run_in_threadpool(run)
-
-    return router
