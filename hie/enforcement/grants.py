@@ -39,7 +39,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert
 
 from consent.errors import ConsentError
 from consent.grants import compile_grants
@@ -50,7 +50,6 @@ from hie.enforcement import facilities
 from hie.enforcement.writes import OPERATOR_SOURCE, PATIENT_SOURCE
 from hie.errors import ConsentActorRefused, InvalidResource
 from hie.storage.repository import Repository, Stored, WriteResult
-from hie.storage.tables import resource as R
 
 
 def _us(moment: datetime | None) -> int | None:
@@ -131,7 +130,7 @@ def holds(repo: Repository, code: str, key: str) -> bool:
 
 
 def _in_force(repo: Repository, pk: int, patient_key: str) -> bool:
-    custodian = repo.conn.execute(select(R.c.custodian).where(R.c.pk == pk)).scalar()
+    custodian = repo.row_custodian(pk)
     code = recording_facility(custodian)
     return code is None or holds(repo, code, patient_key)
 

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from hie.identity import store
-from hie.identity.amend import amend_fresh_version
+from hie.storage.amend import amend_fresh_version
 from hie.identity.features import INSURANCE_MEMBER_ID_SYSTEM
 from hie.identity.model import IDENTITY_TAG_SYSTEM, SERVICE_ACTOR, IdentityConfig
 from hie.principal import Principal
@@ -35,7 +35,7 @@ from hie.storage.repository import Stored, Write
 
 _INTERNAL: contextvars.ContextVar[bool] = contextvars.ContextVar("hie_identity_internal", default=False)
 #: Local Patients a facility's write created a version of in the write listener's current
-#: call: their ``refer`` link goes into that version (:mod:`hie.identity.amend`).
+#: call: their ``refer`` link goes into that version (:mod:`hie.storage.amend`).
 _FRESH: contextvars.ContextVar[dict[str, Stored] | None] = contextvars.ContextVar("hie_identity_fresh", default=None)
 
 
@@ -120,7 +120,7 @@ class Records:
         """Local Patient: exactly one ``refer`` link, to its person (``Patient/<person key>``,
         also while the person has no regional Patient yet: every local record reads alike,
         whether it matched someone or nobody). A record a facility has just written gets the
-        link in that version (no second version, see :mod:`hie.identity.amend`)."""
+        link in that version (no second version, see :mod:`hie.storage.amend`)."""
         st = self.repo(conn).current("Patient", pid)
         link = store.link(conn, pid)
         if st is None or st.deleted or link is None or link.role != "local":

@@ -111,6 +111,10 @@ class NamedReads:
         """The patient key stored on row ``pk`` (write listeners: the key the write set)."""
         return self.conn.execute(select(R.c.patient_key).where(R.c.pk == pk)).scalar_one_or_none()
 
+    def row_custodian(self, pk: int) -> str | None:
+        """The custodian stored on row ``pk`` (consent compilation: who recorded a Consent)."""
+        return self.conn.execute(select(R.c.custodian).where(R.c.pk == pk)).scalar_one_or_none()
+
     def patient_consents(self, patient_key: str) -> list[bytes]:
         """The JSON of every current Consent about ``patient_key`` (operators' explain)."""
         return list(self.conn.execute(select(R.c.content).where(

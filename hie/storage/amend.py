@@ -8,8 +8,9 @@ person it may not see would read ``versionId 2``, a record that matched nobody
 So the listener amends the version just written instead (:func:`amend_fresh_version`): the
 write's own version carries the link, whatever matching decided.
 
-Why raw SQL (as in :mod:`hie.identity.rekey`): the amended version was created moments
-before in the same, uncommitted transaction; nobody has read it yet. Content of that one
+It lives in storage because it writes resource rows (the identity listener's only such
+write besides re-keying). The amended version was created moments before in the same,
+uncommitted transaction; nobody has read it yet. Content of that one
 version (``resource`` and ``resource_version``) and its search-index rows are rewritten;
 version number, time, custodian, patient key and enforcement columns stay (a Patient's
 ``link`` feeds none of them).
