@@ -126,3 +126,17 @@ def test_a_resend_without_the_link_keeps_one_version_and_the_link(world):
     assert read["meta"]["versionId"] == "2" and read["link"] == link and read["gender"] == "female"
     assert b.send("GET", f"/fhir/Patient/{own}/_history/2").json()["link"] == link
     assert b.send("GET", f"/fhir/Patient/{own}/_history/3").status_code == 404
+
+
+def test_an_identical_resend_without_the_link_is_a_no_op(world):
+    """A feed re-sending the record it sent before (without the ``refer`` link identity
+    added) changes nothing: no new version, the link stays."""
+    b = who(world, "other facility")
+    own, _ = _created(b, _nobody("b-6"))
+    before = b.send("GET", f"/fhir/Patient/{own}").json()
+    r = b.send("PUT", f"/fhir/Patient/{own}", {**_nobody("b-6"), "id": own})
+    assert r.status_code == 200 and r.headers.get("etag") == 'W/"1"', r.text
+    assert b.send("GET", f"/fhir/Patient/{own}").json() == before
+    hist = b.send("GET", f"/fhir/Patient/{own}/_history").json()
+    assert [e["resource"]["meta"]["versionId"] for e in hist["entry"]] == ["1"]
+    assert b.send("GET", f"/fhir/Patient?link={before['link'][0]['other']['reference']}").json()["total"] == 1
