@@ -42,8 +42,9 @@ import orjson
 from hie.enforcement import facilities
 from hie.enforcement.policy import OPERATOR_ROLE
 from hie.errors import CustodyForbidden, FhirError, PatientEditForbidden, WriteForbidden
-from hie.fhir.naming import CUSTODIAN_TAG_SYSTEM
 from hie.principal import Principal
+from hie.storage.repository import strip_volatile
+from hie.storage.rowmeta import custodian_of
 
 REGISTRAR_ROLE = "registrar"
 
@@ -255,27 +256,10 @@ CAPACITIES: dict[str, Callable[[Check], bool]] = {
 
 def changed_elements(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
     """Top-level elements whose value differs (``id`` and the volatile ``meta`` parts aside)."""
-    a, b = _comparable(old), _comparable(new)
+    a, b = strip_volatile(old), strip_volatile(new)
+    a.pop("id", None)
+    b.pop("id", None)
     return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
-
-
-def _comparable(res: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in res.items() if k != "id"}
-    meta = out.get("meta")
-    if isinstance(meta, dict):
-        meta = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated", "source")}
-        if meta:
-            out["meta"] = meta
-        else:
-            out.pop("meta")
-    return out
-
-
-def custodian_tag(resource: dict[str, Any]) -> str | None:
-    for tag in (resource.get("meta") or {}).get("tag") or ():
-        if isinstance(tag, dict) and tag.get("system") == CUSTODIAN_TAG_SYSTEM and tag.get("code"):
-            return str(tag["code"])
-    return None
 
 
 # -- the guard ---------------------------------------------------------------------------
@@ -386,7 +370,7 @@ class WriteGuard:
 
     def custodian_for_create(self, res_type: str, resource: dict[str, Any]) -> str | None:
         """The custodian of a new row: the writer's (a tag naming another is refused)."""
-        tag = custodian_tag(resource)
+        tag = custodian_of(resource, None)
         if self.principal.is_system:
             return self._system_custody(res_type, tag or self.principal.organization_id, resource, None)
         own = self._own_custody(res_type)
@@ -409,7 +393,7 @@ class WriteGuard:
     def custodian_for_update(self, res_type: str, resource: dict[str, Any], stored: StoredFacts) -> str | None:
         """The custodian of an updated row: the stored one (the system principal may re-home
         a record by tag, as feeds name their facility)."""
-        tag = custodian_tag(resource)
+        tag = custodian_of(resource, None)
         if self.principal.is_system:
             return self._system_custody(res_type, tag or stored.custodian, resource, stored)
         if tag is not None and tag != stored.custodian:

@@ -109,7 +109,7 @@ class WriteResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _strip_volatile(res: dict[str, Any]) -> dict[str, Any]:
+def strip_volatile(res: dict[str, Any]) -> dict[str, Any]:
     out = dict(res)
     meta = out.get("meta")
     if isinstance(meta, dict):
@@ -129,7 +129,7 @@ class WriteNeeded(Exception):
 
 def same_content(stored: bytes, resource: dict[str, Any]) -> bool:
     """True if ``resource`` would be a no-op update of the stored JSON ``stored``."""
-    return _strip_volatile(orjson.loads(stored)) == _strip_volatile(resource)
+    return strip_volatile(orjson.loads(stored)) == strip_volatile(resource)
 
 
 def _precomputed_rows(w: Write) -> dict[str, list[dict[str, Any]]] | None:
