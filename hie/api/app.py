@@ -84,8 +84,10 @@ async def _body(request: Request, *, patch: bool = False) -> Any:
     raw = await request.body()
     if ctype and ctype not in JSON_TYPES:
         raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported; send application/fhir+json")
-    if patch and ctype and ctype not in ("application/json-patch+json", "application/json"):
-        raise UnsupportedMediaType("PATCH needs Content-Type application/json-patch+json")
+    if patch and ctype and ctype not in ("application/json-patch+json", "application/json", "application/fhir+json"):
+        raise UnsupportedMediaType(
+            "PATCH needs Content-Type application/json-patch+json (JSON Patch) or application/fhir+json "
+            "(FHIRPath Patch Parameters)")
     if not raw:
         raise InvalidRequest("The request has no body")
     return loads(raw)
