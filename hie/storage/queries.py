@@ -90,6 +90,16 @@ class NamedReads:
             return []
         return resolve_includes(self.conn, self._builder(base_url), list(matches), includes)
 
+    def custodians(self, pks: Sequence[int]) -> dict[int, str | None]:
+        """The custodian (disclosing facility code) of each row among ``pks`` that the
+        caller may see, by pk (a summary names the source facility of every entry)."""
+        out: dict[int, str | None] = {}
+        keys = list(dict.fromkeys(pks))
+        for i in range(0, len(keys), 900):
+            stmt = select(R.c.pk, R.c.custodian).where(R.c.pk.in_(keys[i:i + 900]), self.access(R))
+            out.update((int(pk), cust) for pk, cust in self.conn.execute(stmt))
+        return out
+
     def _builder(self, base_url: str | None) -> Any:
         from hie.search.query import Builder, Env
 
