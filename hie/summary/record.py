@@ -1,0 +1,169 @@
+"""A patient's record as one caller may see it: the building block of ``Patient/$summary``,
+the 6-information view and the clinician viewer.
+
+:func:`collect` runs one bounded set of repository searches with the caller's principal, so
+it returns exactly what the access predicate admits (consent, break-the-glass, disaster
+mode) and nothing else:
+
+1. ``repo.read("Patient", id)``: 404 for a hidden or absent patient (the same answer either
+   way), 410 for a deleted one the caller still sees as a tombstone;
+2. the Patient compartment for the summary types (:data:`TYPES`), one statement per page of
+   :data:`PAGE` rows, ordered by storage key, at most :data:`MAX_ROWS` rows (a record larger
+   than that is cut: :attr:`PatientRecord.capped` is set; the summary then shows the first
+   ``MAX_ROWS`` stored resources);
+3. one include round for what the compartment does not hold (``Medication`` named by
+   medication resources, ``Device`` named by ``DeviceUseStatement``);
+4. the custodian of every collected row (``Repository.custodians``, predicate applied);
+5. one Organization search: the custodian facilities (institution code) and every
+   Organization the collected resources reference.
+
+Source facility: the custodian column of the stored row is the truth (set at write time,
+:mod:`hie.storage.rowmeta`); a ``meta.tag`` custodian in the content (what feeds and the
+demo write) is the fallback. ``meta.source`` is kept as the resource carries it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from hie.fhir.naming import MEDICAL_INSTITUTION_SYSTEM
+from hie.storage.repository import Repository
+from hie.storage.rowmeta import custodian_of
+
+#: Patient-compartment types a summary reads.
+TYPES: tuple[str, ...] = (
+    "AllergyIntolerance", "Condition", "MedicationRequest", "MedicationStatement",
+    "MedicationDispense", "MedicationAdministration", "Observation", "Immunization",
+    "Procedure", "DeviceUseStatement", "CarePlan", "Encounter", "DiagnosticReport",
+    "ImagingStudy", "DocumentReference", "Flag", "ClinicalImpression", "Goal",
+)
+#: Referenced types outside the compartment, read by one include round.
+INCLUDES: tuple[tuple[str, bool, bool], ...] = (
+    ("MedicationRequest:medication", False, False),
+    ("MedicationStatement:medication", False, False),
+    ("MedicationDispense:medication", False, False),
+    ("MedicationAdministration:medication", False, False),
+    ("DeviceUseStatement:device", False, False),
+)
+PAGE = 1000
+MAX_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an entry comes from: its custodian facility and the feed it names."""
+
+    custodian: str | None  # 10-digit medical-institution code
+    organization: str | None  # "Organization/<id>" of the registered facility, when visible
+    display: str | None  # the facility's name
+    meta_source: str | None  # meta.source of the resource
+
+
+@dataclass
+class PatientRecord:
+    patient: dict[str, Any]
+    by_type: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: "Organization/<id>" -> resource: custodian and referenced organizations the caller sees.
+    organizations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: "Type/id" -> custodian code of the stored row.
+    custodians: dict[str, str | None] = field(default_factory=dict)
+    capped: bool = False
+
+    def resources(self) -> Iterator[dict[str, Any]]:
+        for items in self.by_type.values():
+            yield from items
+
+    def get(self, reference: str) -> dict[str, Any] | None:
+        """The collected resource ``Type/id`` (the Patient and organizations included)."""
+        if reference == f"Patient/{self.patient.get('id')}":
+            return self.patient
+        if reference in self.organizations:
+            return self.organizations[reference]
+        rtype, _, rid = reference.partition("/")
+        return next((r for r in self.by_type.get(rtype, []) if r.get("id") == rid), None)
+
+    def source_of(self, resource: dict[str, Any]) -> Source:
+        key = f"{resource.get('resourceType')}/{resource.get('id')}"
+        code = self.custodians.get(key) or custodian_of(resource, None)
+        org_ref, org = self._facility(code)
+        meta = resource.get("meta") or {}
+        return Source(code, org_ref, (org or {}).get("name"), meta.get("source"))
+
+    def _facility(self, code: str | None) -> tuple[str | None, dict[str, Any] | None]:
+        if not code:
+            return None, None
+        for ref, org in self.organizations.items():
+            if code in institution_codes(org) and org.get("active", True) is not False:
+                return ref, org
+        return None, None
+
+
+def institution_codes(org: dict[str, Any]) -> set[str]:
+    return {str(i.get("value")) for i in org.get("identifier") or ()
+            if isinstance(i, dict) and i.get("system") == MEDICAL_INSTITUTION_SYSTEM and i.get("value")}
+
+
+def collect(repo: Repository, patient_id: str, *, base_url: str | None = None) -> PatientRecord:
+    """Everything :data:`TYPES` holds about ``patient_id`` that ``repo``'s principal may see."""
+    patient = repo.read("Patient", patient_id).resource()  # NotFound exactly as a read
+    rows, capped = _compartment(repo, patient_id, base_url)
+    rows += repo.include(rows, list(INCLUDES), base_url=base_url) if rows else []
+    record = PatientRecord(patient=patient, capped=capped)
+    seen: set[tuple[str, str]] = set()
+    for _pk, rtype, rid, content in rows:
+        if rtype == "Patient" or (rtype, rid) in seen:
+            continue
+        seen.add((rtype, rid))
+        record.by_type.setdefault(rtype, []).append(orjson.loads(content))
+    by_pk = {pk: f"{t}/{i}" for pk, t, i, _c in rows}
+    record.custodians = {by_pk[pk]: code for pk, code in repo.custodians(list(by_pk)).items()}
+    record.organizations = _organizations(repo, record, base_url)
+    return record
+
+
+def _compartment(repo: Repository, patient_id: str, base_url: str | None) -> tuple[list[Any], bool]:
+    criteria = [("_type", ",".join(TYPES))]
+    rows: list[Any] = []
+    while len(rows) < MAX_ROWS:
+        page = repo.search(None, criteria, count=min(PAGE, MAX_ROWS - len(rows)), offset=len(rows),
+                           compartment=("Patient", patient_id), base_url=base_url, total=False)
+        rows.extend(page.rows)
+        if not page.has_next:
+            return rows, False
+    return rows, True
+
+
+def _organizations(repo: Repository, record: PatientRecord, base_url: str | None) -> dict[str, dict[str, Any]]:
+    codes = sorted({c for c in record.custodians.values() if c}
+                   | {c for r in record.resources() if (c := custodian_of(r, None))})
+    ids = sorted({ref.split("/", 1)[1] for r in [record.patient, *record.resources()]
+                  for ref in _references(r) if ref.startswith("Organization/")})
+    found: dict[str, dict[str, Any]] = {}
+    queries = []
+    if codes:
+        queries.append([("identifier", ",".join(f"{MEDICAL_INSTITUTION_SYSTEM}|{c}" for c in codes))])
+    if ids:
+        queries.append([("_id", ",".join(ids))])
+    for criteria in queries:
+        page = repo.search("Organization", criteria, count=PAGE, base_url=base_url, total=False)
+        for _pk, _t, rid, content in page.rows:
+            found[f"Organization/{rid}"] = orjson.loads(content)
+    return found
+
+
+def _references(node: Any) -> Iterator[str]:
+    """Every relative ``reference`` string inside ``node``."""
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str):
+            yield ref
+        for k, v in node.items():
+            if k != "reference":
+                yield from _references(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _references(v)
