@@ -7,6 +7,8 @@
 | ``HIE_BASE_URL`` | public base URL of the FHIR API (``https://hie.example.jp/fhir``) | derived from each request |
 | ``HIE_DB_POOL_SIZE`` | connections per process | ``10`` |
 | ``HIE_AUDIT_SYSTEM_USE`` | ``off``: do not audit the node's own use of the system principal (ingest, maintenance) | ``on`` |
+| ``HIE_MAX_BODY_BYTES`` | largest request body the API reads (413 beyond, every route) | ``16777216`` (16 MiB) |
+| ``HIE_MAX_ELEMENT_BYTES`` | longest string in a JSON body, UTF-8 bytes (413 naming the element) | ``4194304`` (4 MiB) |
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ class Settings:
     pool_size: int = 10
     #: Record an AuditEvent for each ingest and maintenance run as the system principal.
     audit_system_use: bool = True
+    #: Request limits of the HTTP API (hie/api/limits.py): body size and longest JSON string.
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_element_bytes: int = 4 * 1024 * 1024
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -37,4 +42,6 @@ class Settings:
             base_url=(e.get("HIE_BASE_URL") or None),
             pool_size=int(e.get("HIE_DB_POOL_SIZE", "10")),
             audit_system_use=e.get("HIE_AUDIT_SYSTEM_USE", "on").lower() not in ("off", "0", "false", "no"),
+            max_body_bytes=int(e.get("HIE_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
+            max_element_bytes=int(e.get("HIE_MAX_ELEMENT_BYTES", str(4 * 1024 * 1024))),
         )
