@@ -53,7 +53,8 @@ class AuthService:
         configured = self.node.settings.base_url
         return (configured or request_base or DEFAULT_BASE).rstrip("/")
 
-    def issuer(self, fhir_base: str) -> str:
+    @staticmethod
+    def issuer(fhir_base: str) -> str:
         base = fhir_base.rstrip("/")
         return (base[: -len("/fhir")] if base.endswith("/fhir") else base) + "/auth"
 
