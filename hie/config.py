@@ -7,6 +7,7 @@
 | ``HIE_BASE_URL`` | public base URL of the FHIR API (``https://hie.example.jp/fhir``) | derived from each request |
 | ``HIE_DB_POOL_SIZE`` | connections per process | ``10`` |
 | ``HIE_AUDIT_SYSTEM_USE`` | ``off``: do not audit the node's own use of the system principal (ingest, maintenance) | ``on`` |
+| ``HIE_TOKEN_CHECK_INTERVAL_MS`` | how stale a process's view of token revocation and signing keys may be (``0``: check on every request; ADR 0008) | ``1000`` |
 | ``HIE_MAX_BODY_BYTES`` | largest request body the API reads (413 beyond, every route) | ``16777216`` (16 MiB) |
 | ``HIE_MAX_ELEMENT_BYTES`` | longest string in a JSON body, UTF-8 bytes (413 naming the element) | ``4194304`` (4 MiB) |
 """
