@@ -30,6 +30,8 @@ class Settings:
     #: Request limits of the HTTP API (hie/api/limits.py): body size and longest JSON string.
     max_body_bytes: int = 16 * 1024 * 1024
     max_element_bytes: int = 4 * 1024 * 1024
+    #: Bound on how long a revocation, deactivation or key retirement takes to reach every process.
+    token_check_interval_ms: int = 1000
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -45,4 +47,5 @@ class Settings:
             audit_system_use=e.get("HIE_AUDIT_SYSTEM_USE", "on").lower() not in ("off", "0", "false", "no"),
             max_body_bytes=int(e.get("HIE_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
             max_element_bytes=int(e.get("HIE_MAX_ELEMENT_BYTES", str(4 * 1024 * 1024))),
+            token_check_interval_ms=max(0, int(e.get("HIE_TOKEN_CHECK_INTERVAL_MS", "1000"))),
         )
