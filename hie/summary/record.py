@@ -72,6 +72,7 @@ class PatientRecord:
     #: "Type/id" -> custodian code of the stored row.
     custodians: dict[str, str | None] = field(default_factory=dict)
     capped: bool = False
+    base_url: str | None = None  # the FHIR base the record was collected for
 
     def resources(self) -> Iterator[dict[str, Any]]:
         for items in self.by_type.values():
@@ -112,7 +113,7 @@ def collect(repo: Repository, patient_id: str, *, base_url: str | None = None) -
     patient = repo.read("Patient", patient_id).resource()  # NotFound exactly as a read
     rows, capped = _compartment(repo, patient_id, base_url)
     rows += repo.include(rows, list(INCLUDES), base_url=base_url) if rows else []
-    record = PatientRecord(patient=patient, capped=capped)
+    record = PatientRecord(patient=patient, capped=capped, base_url=base_url)
     seen: set[tuple[str, str]] = set()
     for _pk, rtype, rid, content in rows:
         if rtype == "Patient" or (rtype, rid) in seen:
@@ -141,7 +142,7 @@ def _organizations(repo: Repository, record: PatientRecord, base_url: str | None
     codes = sorted({c for c in record.custodians.values() if c}
                    | {c for r in record.resources() if (c := custodian_of(r, None))})
     ids = sorted({ref.split("/", 1)[1] for r in [record.patient, *record.resources()]
-                  for ref in _references(r) if ref.startswith("Organization/")})
+                  for ref in references(r) if ref.startswith("Organization/")})
     found: dict[str, dict[str, Any]] = {}
     queries = []
     if codes:
@@ -155,7 +156,7 @@ def _organizations(repo: Repository, record: PatientRecord, base_url: str | None
     return found
 
 
-def _references(node: Any) -> Iterator[str]:
+def references(node: Any) -> Iterator[str]:
     """Every relative ``reference`` string inside ``node``."""
     if isinstance(node, dict):
         ref = node.get("reference")
@@ -163,7 +164,7 @@ def _references(node: Any) -> Iterator[str]:
             yield ref
         for k, v in node.items():
             if k != "reference":
-                yield from _references(v)
+                yield from references(v)
     elif isinstance(node, list):
         for v in node:
-            yield from _references(v)
+            yield from references(v)
