@@ -117,6 +117,20 @@ class ConsentActorRefused(FhirError):
     status, issue_code, hie_code = 422, "business-rule", "HIE-1011"
 
 
+class BodyTooLarge(FhirError):
+    """The request body is larger than the node reads (``HIE_MAX_BODY_BYTES``); see
+    :mod:`hie.api.limits`. Nothing beyond the limit was read."""
+
+    status, issue_code, hie_code = 413, "too-long", "HIE-1012"
+
+
+class ElementTooLong(FhirError):
+    """A string in the request body (a value or a property name) is longer than
+    ``HIE_MAX_ELEMENT_BYTES`` in UTF-8; the expression names the element."""
+
+    status, issue_code, hie_code = 413, "too-long", "HIE-1013"
+
+
 class Unauthenticated(FhirError):
     status, issue_code, hie_code = 401, "login", "HIE-2001"
 

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hie.api.limits import BodyLimit, Limits
 from hie.errors import (
     FhirError,
     InvalidRequest,
@@ -33,7 +34,7 @@ from hie.errors import (
     UnsupportedMediaType,
     internal_error,
 )
-from hie.fhir.jsonio import loads
+from hie.fhir.jsonio import loads, prune_empty
 from hie.interactions.result import Result
 from hie.interactions.table import METHODS, Call, Parsed, execute, parse
 from hie.principal import Principal
@@ -79,18 +80,18 @@ def _base_url(node: Any, request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/fhir"
 
 
-async def _body(request: Request, *, patch: bool = False) -> Any:
+async def _body(request: Request, limits: Limits, *, patch: bool = False) -> Any:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    raw = await request.body()
     if ctype and ctype not in JSON_TYPES:
         raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported; send application/fhir+json")
     if patch and ctype and ctype not in ("application/json-patch+json", "application/json", "application/fhir+json"):
         raise UnsupportedMediaType(
             "PATCH needs Content-Type application/json-patch+json (JSON Patch) or application/fhir+json "
             "(FHIRPath Patch Parameters)")
+    raw = await request.body()  # after the header checks: a refused type is not read
     if not raw:
         raise InvalidRequest("The request has no body")
-    return loads(raw)
+    return loads(raw, max_string=limits.max_element)
 
 
 def _render(result: Result, request: Request, base_url: str) -> Response:
@@ -107,7 +108,9 @@ def _render(result: Result, request: Request, base_url: str) -> Response:
         content = result.body
     else:
         opts = orjson.OPT_INDENT_2 if pretty else 0
-        content = orjson.dumps(result.body_fragment() if not pretty else _materialize(result.body), option=opts)
+        body = result.body_fragment() if not pretty else _materialize(result.body)
+        # What the node builds (Bundles, outcomes) may hold empty arrays; FHIR JSON has none.
+        content = orjson.dumps(prune_empty(body), option=opts)
     return Response(content=content, status_code=result.status, headers=headers,
                     media_type=f"{FHIR_JSON}; charset=utf-8")
 
@@ -127,14 +130,18 @@ def _error_response(err: FhirError) -> Response:
 
 def create_app(
     node: Any, *, authenticate: Callable[[Request], Principal] | None = None, audit: Any = None,
+    limits: Limits | None = None,
 ) -> FastAPI:
     """``authenticate`` defaults to SMART bearer tokens (:mod:`hie.auth.bearer`); ``audit``
     is an :class:`hie.audit.recorder.AuditRecorder`, None for the node's own, or False
-    for none (benchmarks comparing audit off and on)."""
+    for none (benchmarks comparing audit off and on); ``limits`` default to the node's
+    settings (``HIE_MAX_BODY_BYTES``, ``HIE_MAX_ELEMENT_BYTES``)."""
+    from hie.api.docs import add_docs_routes
+
     app = FastAPI(
         title="Regional HIE node — FHIR R4",
         version="0.1.0",
-        docs_url="/docs",
+        docs_url=None,  # served from vendored assets (hie/api/docs.py): no CDN
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -142,6 +149,8 @@ def create_app(
     from hie.api.auth_routes import auth_router
     from hie.auth.bearer import bearer_authenticator
 
+    limits = limits or Limits.of(node.settings)
+    app.add_middleware(BodyLimit, limits=limits)
     auth = authenticate or bearer_authenticator(node)
     if audit is None:
         from hie.audit.recorder import AuditRecorder
@@ -150,7 +159,8 @@ def create_app(
     recorder = audit or None
     app.include_router(auth_router(node, recorder))
     _add_error_handlers(app)
-    _add_fhir_routes(app, node, auth, recorder)
+    add_docs_routes(app)
+    _add_fhir_routes(app, node, auth, recorder, limits)
     return app
 
 
@@ -181,6 +191,22 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error_response(err)
 
 
+def _audit(node: Any, recorder: Any, request: Request, principal: Principal | None, *,
+           exc: Exception | None = None, result: Result | None = None) -> None:
+    """One AuditEvent for a FHIR request, allowed (``result``) or refused (``exc``); none for
+    a public endpoint's anonymous principal."""
+    if recorder is None or (principal is not None and principal.kind == "anonymous"):
+        return
+    from hie.audit.http import event_for
+
+    if result is not None:
+        recorder.record(event_for(node, request, principal, status=result.status, result=result))
+        return
+    status = exc.status if isinstance(exc, FhirError) else 500
+    diag = exc.diagnostics if isinstance(exc, FhirError) else "internal error"
+    recorder.record(event_for(node, request, principal, status=status, diagnostics=diag))
+
+
 def _run_sync(node: Any, auth: Callable[[Request], Principal], recorder: Any, request: Request, call: Call,
               bundle: Any = None) -> Response:
     """Authorize, execute and render one FHIR call (in the thread pool), auditing it
@@ -198,21 +224,31 @@ def _run_sync(node: Any, auth: Callable[[Request], Principal], recorder: Any, re
             result = execute(ctx, call)
         response = _render(result, request, base)
     except Exception as exc:
-        if recorder is not None and (principal is None or principal.kind != "anonymous"):
-            from hie.audit.http import event_for
-
-            status = exc.status if isinstance(exc, FhirError) else 500
-            diag = exc.diagnostics if isinstance(exc, FhirError) else "internal error"
-            recorder.record(event_for(node, request, principal, status=status, diagnostics=diag))
+        _audit(node, recorder, request, principal, exc=exc)
         raise
-    if recorder is not None and principal.kind != "anonymous":
-        from hie.audit.http import event_for
-
-        recorder.record(event_for(node, request, principal, status=result.status, result=result))
+    _audit(node, recorder, request, principal, result=result)
     return response
 
 
-def _add_fhir_routes(app: FastAPI, node: Any, auth: Callable[[Request], Principal], recorder: Any) -> None:
+def _authenticate_first(node: Any, auth: Callable[[Request], Principal], recorder: Any,
+                        request: Request) -> Principal:
+    """The token of a request that carries a body, checked before the body is read (issue 19
+    item 3: no work for an anonymous caller); a refusal is audited as in :func:`_run_sync`."""
+    try:
+        return auth(request)
+    except Exception as exc:
+        _audit(node, recorder, request, None, exc=exc)
+        raise
+
+
+def _reads_body(parsed: Parsed) -> bool:
+    name = parsed.row.name
+    return (name in BODY_ROWS or name.endswith("-post")
+            or (parsed.operation is not None and parsed.method == "POST"))
+
+
+def _add_fhir_routes(app: FastAPI, node: Any, auth: Callable[[Request], Principal], recorder: Any,
+                     limits: Limits) -> None:
     @app.get("/", include_in_schema=False)
     def root() -> Response:
         return RedirectResponse("/fhir/metadata")
@@ -222,36 +258,59 @@ def _add_fhir_routes(app: FastAPI, node: Any, auth: Callable[[Request], Principa
         return JSONResponse({"status": "ok"})
 
     async def fhir(request: Request) -> Response:
-        """Every FHIR request: the interaction table parses it, :func:`_call_of` reads what
-        its row needs from the request, and :func:`execute` runs it."""
+        """Every FHIR request: the interaction table parses it, the token of one with a body is
+        checked, :func:`_call_of` reads what its row needs from the request (within the
+        limits), and :func:`execute` runs it."""
         path = request.url.path
         parsed = parse(request.method, path[len("/fhir"):], request.url.query)
-        call = await _call_of(request, parsed)
+        authn = auth
+        if _reads_body(parsed):
+            principal = await run_in_threadpool(_authenticate_first, node, auth, recorder, request)
+            authn = _authenticated(principal)
+            try:
+                call = await _call_of(request, parsed, limits)
+            except FhirError as exc:  # a body refused (type, size, JSON) is audited too
+                await run_in_threadpool(_audit, node, recorder, request, principal, exc=exc)
+                raise
+        else:
+            call = await _call_of(request, parsed, limits)
         bundle = call.body if parsed.row.name == "batch-transaction" else None
-        return await run_in_threadpool(_run_sync, node, auth, recorder, request, call, bundle)
+        return await run_in_threadpool(_run_sync, node, authn, recorder, request, call, bundle)
 
     app.add_api_route("/fhir", fhir, methods=list(METHODS), include_in_schema=False)
     app.add_api_route("/fhir/{path:path}", fhir, methods=list(METHODS), include_in_schema=False)
 
 
-async def _form(request: Request) -> list[tuple[str, str]]:
+def _authenticated(principal: Principal) -> Callable[[Request], Principal]:
+    return lambda _request: principal
+
+
+def _decode_form(raw: bytes, limits: Limits) -> list[tuple[str, str]]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("The form body is not valid UTF-8") from None
+    return limits.check_form(parse_qsl(text, keep_blank_values=True))
+
+
+async def _form(request: Request, limits: Limits) -> list[tuple[str, str]]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype and ctype != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType("_search by POST needs Content-Type application/x-www-form-urlencoded")
-    return parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
+    return _decode_form(await request.body(), limits)
 
 
-async def _operation_input(request: Request, parsed: Parsed) -> tuple[Parsed, Any]:
+async def _operation_input(request: Request, parsed: Parsed, limits: Limits) -> tuple[Parsed, Any]:
     """A POSTed operation's form parameters (added to the query's) or JSON body."""
     if parsed.method != "POST":
         return parsed, None
     raw = await request.body()
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if raw and ctype == "application/x-www-form-urlencoded":
-        return parsed.with_params(parse_qsl(raw.decode("utf-8"), keep_blank_values=True)), None
+        return parsed.with_params(_decode_form(raw, limits)), None
     if raw and ctype and ctype not in JSON_TYPES:
         raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported for ${parsed.operation.name}")
-    return parsed, loads(raw) if raw else None
+    return parsed, loads(raw, max_string=limits.max_element) if raw else None
 
 
 def _modified_since(request: Request) -> int | None:
@@ -266,19 +325,22 @@ def _modified_since(request: Request) -> int | None:
         return None
 
 
-async def _call_of(request: Request, parsed: Parsed) -> Call:
+BODY_ROWS = ("create", "update", "conditional-update", "batch-transaction", "patch", "conditional-patch")
+
+
+async def _call_of(request: Request, parsed: Parsed, limits: Limits) -> Call:
     """What the parsed request's row needs from the HTTP request: its body (resource, JSON
     Patch, Bundle, form parameters, operation input) and its conditional headers."""
     name = parsed.row.name
     body: Any = None
     if name in ("create", "update", "conditional-update", "batch-transaction"):
-        body = await _body(request)
+        body = await _body(request, limits)
     elif name in ("patch", "conditional-patch"):
-        body = await _body(request, patch=True)
+        body = await _body(request, limits, patch=True)
     elif name.endswith("-post"):
-        parsed = parsed.with_params(await _form(request))
+        parsed = parsed.with_params(await _form(request, limits))
     elif parsed.operation is not None:
-        parsed, body = await _operation_input(request, parsed)
+        parsed, body = await _operation_input(request, parsed, limits)
     h = request.headers
     return Call(
         parsed, body, if_match=h.get("if-match"), if_none_match=h.get("if-none-match"),

@@ -14,7 +14,7 @@ STATUS_TEXT = {
     200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
     401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
     406: "Not Acceptable", 409: "Conflict", 410: "Gone", 412: "Precondition Failed",
-    415: "Unsupported Media Type", 422: "Unprocessable Entity", 500: "Internal Server Error",
+    413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Entity", 500: "Internal Server Error",
     501: "Not Implemented",
 }
 
