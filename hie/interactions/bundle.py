@@ -37,7 +37,7 @@ from hie.errors import (
     information_outcome,
     NOOP_CODE,
 )
-from hie.fhir.patch import apply_json_patch
+from hie.fhir.patch import apply_patch
 from hie.fhir.references import iter_references
 from hie.fhir.validate import ID_RE, check_id_matches, is_resource_type, validate_resource
 from hie.interactions import crud
@@ -446,7 +446,7 @@ def _reads(entry: Entry) -> bool:
 def _patch_write(ctx: Context, entry: Entry, rtype: str, rid: str) -> Write:
     st = ctx.repo.read(rtype, rid)
     ops = _patch_operations(entry)
-    patched = apply_json_patch(st.resource(), ops)
+    patched = apply_patch(st.resource(), ops)
     validate_resource(patched, expected_type=rtype, path=f"{entry.where}.resource")
     return Write("update", rtype, rid, patched, if_match=st.version_id, method="PATCH")
 
@@ -462,10 +462,11 @@ def _patch_operations(entry: Entry) -> Any:
             return orjson.loads(base64.b64decode(res.get("data", "")))
         except (ValueError, orjson.JSONDecodeError) as exc:
             raise InvalidRequest(f"{entry.where}.resource.data is not a base64 JSON Patch: {exc}") from None
+    if res.get("resourceType") == "Parameters":  # FHIRPath Patch
+        return res
     raise InvalidRequest(
-        f"{entry.where}.resource: PATCH entries must carry a Binary with a JSON Patch "
-        "(FHIRPath Patch Parameters are not supported)",
-        expression=[f"{entry.where}.resource"],
+        f"{entry.where}.resource: a PATCH entry carries a FHIRPath Patch (Parameters) or a Binary "
+        "with a JSON Patch", expression=[f"{entry.where}.resource"],
     )
 
 

@@ -17,7 +17,7 @@ from hie.errors import (
     PreconditionFailed,
     information_outcome,
 )
-from hie.fhir.patch import apply_json_patch
+from hie.fhir.patch import apply_patch
 from hie.fhir.validate import check_id_matches, validate_resource
 from hie.interactions.context import Context
 from hie.interactions.result import Result, stored_result
@@ -150,7 +150,7 @@ def patch(ctx: Context, res_type: str, res_id: str, operations: Any, *, if_match
         raise PreconditionFailed(
             f"If-Match version {expected} does not match the current version {st.version_id} of {res_type}/{res_id}"
         )
-    patched = apply_json_patch(st.resource(), operations)
+    patched = apply_patch(st.resource(), operations)
     patched = validate_resource(patched, expected_type=res_type)
     check_id_matches(patched, res_id)
     wr = ctx.repo.write_batch([_update_write(res_type, res_id, patched, st.version_id, "PATCH")])[0]
