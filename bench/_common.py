@@ -94,7 +94,8 @@ class Served:
 
 
 @contextmanager
-def server(database_url: str, workers: int, data_dir: Path, env_extra: dict[str, str] | None = None) -> Iterator[Served]:
+def server(database_url: str, workers: int, data_dir: Path,
+           env_extra: dict[str, str] | None = None) -> Iterator[Served]:
     """``hie serve`` of the tree under test (uvicorn workers + audit flusher process)."""
     port = free_port()
     env = {**os.environ, "HIE_DATABASE_URL": database_url, "HIE_DATA_DIR": str(data_dir),
