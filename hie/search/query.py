@@ -639,10 +639,9 @@ def prefer_custom_plans(conn: Connection) -> None:
 
     psycopg prepares a statement after a few executions and PostgreSQL may then switch
     to a generic plan, which ignores how selective ``patient=...`` is compared to a common
-    code: measured at 1M resources, 2 s instead of 5 ms. ``SET LOCAL`` lasts until the end
-    of the caller's transaction."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+    code: measured at 1M resources, 2 s instead of 5 ms. ``plan_cache_mode`` is now a
+    session setting of every connection (``hie.storage.db.PG_OPTIONS``), so this sends
+    nothing: a request's statements are its own (docs/adr/0007-request-round-trips.md)."""
 
 
 def find_pks(
