@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -80,7 +81,11 @@ def build(
     *, principal: Principal | None, method: str, path: str, query: str, status: int, recorded_us: int,
     diagnostics: str | None = None, resource_ref: str | None = None, patient_id: str | None = None,
     network_address: str | None = None, server: str = "hie-node", event_id: str | None = None,
+    shown: Sequence[str] = (), shown_detail: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """One AuditEvent. ``shown``: ``Type/id`` of every resource the answer displayed (a
+    summary, a viewer page), each recorded as an entity; ``shown_detail``: name/value
+    pairs recorded on the query entity (e.g. the sections a summary showed)."""
     interaction = interaction_of(method, path, query)
     action = _ACTION.get(interaction, "E")
     outcome = "0" if status < 400 else ("8" if status >= 500 else "4")
@@ -89,6 +94,9 @@ def build(
 
     agents = _agents(principal, address, server)
     entities = _entities(interaction, method, path, query, patient, resource_ref)
+    if shown_detail and entities and entities[-1]["role"]["code"] == "24":
+        entities[-1]["detail"] = [{"type": k, "valueString": v} for k, v in shown_detail.items()]
+    entities += _shown_entities(shown, patient, resource_ref)
 
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
@@ -190,6 +198,15 @@ def _entities(interaction: str, method: str, path: str, query: str, patient: str
             "query": base64.b64encode((path + (f"?{query}" if query else "")).encode()).decode(),
         })
     return entities
+
+
+def _shown_entities(shown: Sequence[str], patient: str | None, resource_ref: str | None) -> list[dict[str, Any]]:
+    skip = {resource_ref, f"Patient/{patient}" if patient else None}
+    return [{
+        "what": {"reference": ref},
+        "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+        "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"},
+    } for ref in dict.fromkeys(shown) if ref not in skip]
 
 
 def login_event(*, username: str, user: Any, ok: bool, client_id: str | None, address: str | None,

@@ -47,9 +47,30 @@ def event_for(
         res = _resource_of(result)
         if res is not None and res.get("resourceType") != "Bundle":
             patient = patient_of(res)
+    shown: list[str] = []
+    detail = None
+    if result is not None and interaction == "operation":
+        doc = _resource_of(result)
+        if doc is not None and doc.get("resourceType") == "Bundle" and doc.get("type") == "document":
+            patient, shown, detail = _document_facts(doc, patient)
     address = request.client.host if request.client else None
     return build(
         principal=principal, method=request.method, path=path, query=query, status=status,
         recorded_us=node.clock.now_us(), diagnostics=diagnostics, resource_ref=ref, patient_id=patient,
-        network_address=address,
+        network_address=address, shown=shown, shown_detail=detail,
     )
+
+
+def _document_facts(doc: dict[str, Any], patient: str | None) -> tuple[str | None, list[str], dict[str, str]]:
+    """What a document Bundle an operation answered (``$summary``) showed: its subject, the
+    stored resources it carries (``Type/id``; generated entries have ``urn:`` full URLs) and
+    its section codes."""
+    entries = [e for e in doc.get("entry") or () if isinstance(e, dict)]
+    comp = (entries[0].get("resource") or {}) if entries else {}
+    subject = str((comp.get("subject") or {}).get("reference") or "")
+    if "/Patient/" in f"/{subject}":
+        patient = subject.rsplit("/", 1)[1]
+    shown = [f"{r.get('resourceType')}/{r.get('id')}" for e in entries
+             if not str(e.get("fullUrl", "")).startswith("urn:") and (r := e.get("resource") or {}).get("id")]
+    codes = [str(c.get("code")) for s in comp.get("section") or () for c in (s.get("code") or {}).get("coding") or ()]
+    return patient, shown, {"sections": " ".join(codes)}

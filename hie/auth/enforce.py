@@ -162,6 +162,7 @@ def _op_needs(parsed: Parsed, registry: Any) -> list[Need]:
         types = [t for t in _types_param(parsed.params) if t != "*"] or compartment_types(registry)
         needs.extend((t, "r") for t in types)
         needs.extend(search_needs(types, parsed.params, registry))
+    needs.extend((t, "r") for t in op.reads)
     return needs
 
 

@@ -44,6 +44,7 @@ class Operation:
     definition: str | None = None  # canonical OperationDefinition URL
     scope: str | None = None  # SMART permission letters it needs on its type; default r, or cu if write
     returns: str | None = None  # "compartment": returns the Patient compartment (scope-checked per type)
+    reads: tuple[str, ...] = ()  # further types it returns (the caller needs read on each)
 
 
 _REGISTRY: dict[tuple[str, str], list[Operation]] = {}
@@ -52,11 +53,11 @@ _REGISTRY: dict[tuple[str, str], list[Operation]] = {}
 def operation(
     name: str, *, level: str, types: tuple[str, ...] | None = None, write: bool = False,
     allow_get: bool = True, definition: str | None = None, scope: str | None = None,
-    returns: str | None = None,
+    returns: str | None = None, reads: tuple[str, ...] = (),
 ) -> Callable[[OperationFn], OperationFn]:
     def register(fn: OperationFn) -> OperationFn:
         _REGISTRY.setdefault((name, level), []).append(
-            Operation(name, level, types, fn, write, allow_get, definition, scope, returns)
+            Operation(name, level, types, fn, write, allow_get, definition, scope, returns, reads)
         )
         return fn
 
@@ -102,4 +103,5 @@ OPERATION_MODULES: list[str] = [
     "hie.interactions.everything",
     "hie.identity.operations",
     "hie.enforcement.operations",
+    "hie.summary.operation",
 ]
