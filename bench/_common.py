@@ -187,6 +187,7 @@ def statement_counter(engine: Any) -> Any:
         spec = importlib.util.spec_from_file_location("_bench_statements", REPO / "hie" / "storage" / "statements.py")
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
         spec.loader.exec_module(module)
         install = module.install
     return install(engine)
