@@ -24,10 +24,18 @@ from pydantic import ValidationError
 
 from hie.fhir.primitives import check as check_json_types
 from hie.fhir.types import SUPPORTED_TYPES
-from hie.errors import IdMismatch, InvalidResource, Issue, UnknownResourceType
+from hie.errors import IdMismatch, InvalidResource, Issue, NotSupported, UnknownResourceType
 
 _SUPPORTED = frozenset(SUPPORTED_TYPES)
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+#: Types the node refuses to write (create, update, patch; also inside Bundles and feeds),
+#: with the reason: storing them would promise behaviour the node does not have. Reading and
+#: deleting what exists stay possible; the CapabilityStatement lists them as read-only.
+UNSUPPORTED_WRITE_TYPES: dict[str, str] = {
+    "Subscription": "subscriptions are not supported by this node: a Subscription would be stored "
+                    "and never deliver a notification",
+}
 
 
 @cache
@@ -78,6 +86,9 @@ def validate_resource(
             f"Unknown resource type '{rtype}'",
             expression=[f"{where}.resourceType" if path else "resourceType"],
         )
+    if rtype in UNSUPPORTED_WRITE_TYPES:
+        raise NotSupported(f"{rtype}: {UNSUPPORTED_WRITE_TYPES[rtype]}",
+                           expression=[f"{where}.resourceType" if path else f"{rtype}.resourceType"])
     if expected_type is not None and rtype != expected_type:
         raise InvalidResource(
             f"Resource type '{rtype}' does not match the URL's type '{expected_type}'",
