@@ -81,6 +81,8 @@ def _base_url(node: Any, request: Request) -> str:
 
 
 async def _body(request: Request, limits: Limits, *, patch: bool = False) -> Any:
+    """A resource, Bundle or patch body: JSON within the element limit; FHIR JSON (not JSON
+    Patch) without empty arrays or objects."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype and ctype not in JSON_TYPES:
         raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported; send application/fhir+json")
@@ -91,7 +93,7 @@ async def _body(request: Request, limits: Limits, *, patch: bool = False) -> Any
     raw = await request.body()  # after the header checks: a refused type is not read
     if not raw:
         raise InvalidRequest("The request has no body")
-    return loads(raw, max_string=limits.max_element)
+    return loads(raw, max_string=limits.max_element, fhir=not patch or ctype == "application/fhir+json")
 
 
 def _render(result: Result, request: Request, base_url: str) -> Response:
@@ -158,6 +160,9 @@ def create_app(
         audit = AuditRecorder.for_node(node)
     recorder = audit or None
     app.include_router(auth_router(node, recorder))
+    from hie.web.routes import web_router
+
+    app.include_router(web_router(node, recorder))  # the clinician viewer (/viewer, hie/web)
     _add_error_handlers(app)
     add_docs_routes(app)
     _add_fhir_routes(app, node, auth, recorder, limits)
@@ -310,7 +315,7 @@ async def _operation_input(request: Request, parsed: Parsed, limits: Limits) -> 
         return parsed.with_params(_decode_form(raw, limits)), None
     if raw and ctype and ctype not in JSON_TYPES:
         raise UnsupportedMediaType(f"Content-Type {ctype!r} is not supported for ${parsed.operation.name}")
-    return parsed, loads(raw, max_string=limits.max_element) if raw else None
+    return parsed, loads(raw, max_string=limits.max_element, fhir=True) if raw else None
 
 
 def _modified_since(request: Request) -> int | None:

@@ -233,3 +233,16 @@ def test_anonymous_data_request_is_401_before_its_body_is_read(live):
 def test_anonymous_invalid_json_is_401_not_400(limited):
     r = limited.post("/fhir/Patient", content=b"{not json", headers={**FHIR, "Authorization": ""})
     assert r.status_code == 401
+
+
+def test_nesting_deeper_than_the_bound_is_400_not_500(limited):
+    # 400 JSON levels (object, array) below the Patient, written out (orjson.dumps stops at 254)
+    deep = b'{"url":"http://example.org/e","valueString":"x"}'
+    for _ in range(200):
+        deep = b'{"url":"http://example.org/e","extension":[' + deep + b"]}"
+    body = b'{"resourceType":"Patient","extension":[' + deep + b"]}"
+    r = TestClient(create_app(limited.app.state.node, audit=False, limits=Limits(10**7, 10**6)),
+                   base_url="http://testserver", headers=dict(limited.headers)).post(
+        "/fhir/Patient", content=body, headers=FHIR)
+    assert r.status_code == 400, r.text[:300]
+    assert hie_code(outcome(r)) == "HIE-1002" and "nested deeper" in outcome(r)["diagnostics"]
