@@ -238,7 +238,10 @@ def _add_login_routes(router: APIRouter, auth: _AuthEndpoints) -> None:
             auth.audit_login(request, username, user is not None, user, grant.request.client.client_id)
             if user is None:
                 return _render_login(request, params, grant, error=TEXT[lang]["failed"], lang=lang, status=401)
-            patient = user.patient_id if user.kind == "patient" else (form.get("patient") or None)
+            from hie.web.launch import patient_of as launch_patient  # SMART EHR launch (hie/web/launch.py)
+
+            patient = user.patient_id if user.kind == "patient" else (
+                launch_patient(node, form.get("launch"), user) or form.get("patient") or None)
             user = user.with_launch(patient, int(time.time() * 1_000_000))
             return _answer(server.create_authorization_response(oauth_req, grant_user=user, grant=grant))
 

@@ -6,6 +6,13 @@ All names, numbers and codes are fictitious (institution codes follow the 10-dig
 layout: prefecture 11 = Saitama, table 1 = medical / 3 = dental / 4 = pharmacy).
 The bundle is built in code so ids stay deterministic: loading it twice changes nothing.
 
+For the clinician viewer (``/viewer``, issue 14) 山田太郎 (demo-p1) has metformin from two
+prescribers (すぎと内科クリニック, 利根地域中央病院) and the pharmacy that dispensed it (みやしろ
+薬局), a stopped drug, a drug with a similar name but another code, a year of HbA1c from two
+facilities (利根臨床検査センター monthly, すぎと内科クリニック every three months), a penicillin
+allergy, and a Consent recorded at 利根地域中央病院's counter: every participating facility may
+see his records except くき歯科医院 (the exclusion hides every facility's data from it).
+
 Network roles (``hie.auth.registry.NETWORK_ROLE_EXT``): the imaging and lab centres only
 disclose (they read no other facility's records), the care facility only views, every other
 facility does both. ``hie.auth.demo`` enrols one user per role of the region.
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from consent.builder import all_facilities
 from hie.auth.registry import FACILITY_KIND_SYSTEM, NETWORK_ROLE_EXT
 from hie.fhir.naming import CUSTODIAN_TAG_SYSTEM, FACILITY_PATIENT_ID_PREFIX, MEDICAL_INSTITUTION_SYSTEM
 
@@ -117,6 +125,50 @@ def _lab(oid: str, pid: str, fid: str, code: str, text: str, value: float, unit:
     return obs
 
 
+def _med(rid: str, fid: str, rtype: str, code: str, text: str, when: str, status: str,
+         extra: dict[str, Any] | None = None, system: str = HOT9) -> dict[str, Any]:
+    field = {"MedicationRequest": "authoredOn", "MedicationDispense": "whenHandedOver"}.get(rtype, "effectiveDateTime")
+    out: dict[str, Any] = {
+        "resourceType": rtype, "id": rid, "meta": _tag(fid), "status": status,
+        "medicationCodeableConcept": {"coding": [{"system": system, "code": code, "display": text}], "text": text},
+        "subject": {"reference": "Patient/demo-p1"}, field: when, **(extra or {}),
+    }
+    if rtype == "MedicationRequest":
+        out["intent"] = "order"
+    return out
+
+
+def viewer_resources() -> list[dict[str, Any]]:
+    """demo-p1's cross-facility record for the viewer (see the module docstring)."""
+    metformin, met_text = "103835401", "メトホルミン塩酸塩錠250mg"
+    dose = {"dosageInstruction": [{"text": "1回1錠 1日2回 朝夕食後"}]}
+    out = [
+        _med("demo-m2", "tone-central", "MedicationRequest", metformin, met_text, "2026-09-01", "active",
+             {"dosageInstruction": [{"text": "1回2錠 1日2回 朝夕食後"}]}),
+        _med("demo-m3", "miyashiro-pharmacy", "MedicationDispense", metformin, met_text,
+             "2026-10-06T17:20:00+09:00", "completed",
+             {"quantity": {"value": 56, "unit": "錠"}, "daysSupply": {"value": 28, "unit": "日"}, **dose}),
+        _med("demo-m4", "tone-central", "MedicationRequest", "610406079", "ロキソプロフェンNa錠60mg",
+             "2026-03-10", "stopped", {"dosageInstruction": [{"text": "1回1錠 疼痛時"}]}),
+        _med("demo-m5", "sugito-clinic", "MedicationRequest", "103835402", "メトホルミン塩酸塩錠500mg",
+             "2026-10-06", "active", dose),
+        all_facilities("demo-consent-p1", "Patient/demo-p1", exclude=["Organization/kuki-dental"],
+                       date_time="2026-04-01T10:00:00+09:00", recorded_by="Organization/tone-central",
+                       scanned_form_url="https://tone-central.example.jp/consent/demo-p1.pdf"),
+    ]
+    out[-1]["meta"] = {**out[-1]["meta"], **_tag("tone-central")}
+    months = ["2025-12", "2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-08"]
+    values = [7.9, 7.8, 7.6, 7.7, 7.5, 7.4, 7.4, 7.3, 7.2]
+    for i, (month, value) in enumerate(zip(months, values, strict=True)):
+        out.append(_lab(f"demo-h{i + 1}", "demo-p1", "tone-lab", "3D010000001926101", "HbA1c", value, "%",
+                        f"{month}-05T09:00:00+09:00", 4.6, 6.2))
+    for i, (when, value) in enumerate((("2026-01-20", 7.7), ("2026-04-21", 7.5), ("2026-07-21", 7.3),
+                                       ("2026-10-20", 6.9))):
+        out.append(_lab(f"demo-hc{i + 1}", "demo-p1", "sugito-clinic", "3D010000001926101", "HbA1c", value, "%",
+                        f"{when}T10:30:00+09:00", 4.9, 6.0))
+    return out
+
+
 def demo_resources() -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [_organization(*f) for f in FACILITIES]
     out += [_patient(*p) for p in PATIENTS]
@@ -154,7 +206,7 @@ def demo_resources() -> list[dict[str, Any]]:
             "description": "胸部CT", "numberOfSeries": 1, "numberOfInstances": 120,
         },
     ]
-    return out
+    return out + viewer_resources()
 
 
 def demo_bundle() -> dict[str, Any]:

@@ -1,0 +1,242 @@
+"""The viewer's session: the node's own SMART client, the authorization-code flow with PKCE
+through the node's login page (password + TOTP), and tokens kept on the server.
+
+The browser holds only an opaque session id (cookie ``HttpOnly``, ``SameSite=Lax``,
+``Secure`` when the node is reached over https); the access and refresh tokens stay in the
+:class:`SessionStore` of the process. Every page turns the session's access token into a
+principal exactly as the FHIR API does (:meth:`hie.auth.service.AuthService.authenticate_header`),
+so an expired or revoked token is a logged-out session. POST forms carry the session's CSRF
+token. The store is in memory: ``hie serve`` runs one worker by default; with several
+workers, route a browser to one worker (sticky sessions) or sessions are lost on a switch.
+
+The client is registered on first use per origin (``hie-viewer-<hash of origin>``, public,
+PKCE, redirect URI ``<origin>/viewer/callback``): only for the configured ``HIE_BASE_URL``'s
+origin, or a loopback origin when none is configured, so a forged ``Host`` header cannot
+register a redirect to someone else's site.
+
+Spec: https://hl7.org/fhir/smart-app-launch/app-launch.html ; https://www.rfc-editor.org/rfc/rfc7636 ;
+https://owasp.org/www-community/SameSite
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+
+from hie.auth.clients import add_client, get_client
+from hie.auth.server import HieAuthorizationServer, HieRequest
+from hie.auth.service import AuthService
+from hie.errors import FhirError
+from hie.principal import Principal
+from hie.storage.db import write_tx
+
+SCOPE = "openid fhirUser online_access user/*.rs"
+CLIENT_SCOPE = "openid fhirUser online_access launch launch/patient user/*.rs patient/*.rs"
+SESSION_TTL = 12 * 3600  # seconds: the refresh token's online lifetime
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+class ViewerError(Exception):
+    """The login cannot proceed (unknown origin, bad state, refused code): shown as a page."""
+
+
+@dataclass
+class Glass:
+    """An active break-the-glass declaration of this session."""
+
+    patient_id: str
+    access_token: str
+    reason: str
+    purpose: str
+    expires: float
+
+
+@dataclass
+class Session:
+    sid_hash: str
+    csrf: str
+    created: float
+    access_token: str | None = None
+    refresh_token: str | None = None
+    token_expires: float = 0.0
+    launch_patient: str | None = None
+    pending: dict[str, str] = field(default_factory=dict)  # state, verifier, redirect_uri, next
+    glass: Glass | None = None
+
+    @property
+    def logged_in(self) -> bool:
+        return self.access_token is not None
+
+
+class SessionStore:
+    """Sessions of this process by the hash of their id (the id itself is only in the cookie)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, Session] = {}
+
+    @staticmethod
+    def _hash(sid: str) -> str:
+        return hashlib.sha256(sid.encode()).hexdigest()
+
+    def new(self) -> tuple[str, Session]:
+        sid = secrets.token_urlsafe(32)
+        s = Session(self._hash(sid), secrets.token_urlsafe(24), time.time())
+        with self._lock:
+            self._expire()
+            self._items[s.sid_hash] = s
+        return sid, s
+
+    def get(self, sid: str | None) -> Session | None:
+        if not sid:
+            return None
+        with self._lock:
+            s = self._items.get(self._hash(sid))
+        if s is None or time.time() - s.created > SESSION_TTL:
+            return None
+        return s
+
+    def drop(self, session: Session) -> None:
+        with self._lock:
+            self._items.pop(session.sid_hash, None)
+
+    def _expire(self) -> None:
+        now = time.time()
+        for key in [k for k, s in self._items.items() if now - s.created > SESSION_TTL]:
+            del self._items[key]
+
+
+def client_id_for(origin: str) -> str:
+    return "hie-viewer-" + hashlib.sha256(origin.encode()).hexdigest()[:12]
+
+
+def allowed_origin(node: Any, origin: str) -> bool:
+    base = node.settings.base_url
+    if base:
+        parts = urlsplit(base)
+        return origin == f"{parts.scheme}://{parts.netloc}"
+    return (urlsplit(origin).hostname or "") in LOOPBACK
+
+
+def ensure_client(node: Any, origin: str) -> str:
+    """The viewer's client for ``origin`` (registered on first use)."""
+    if not allowed_origin(node, origin):
+        raise ViewerError(f"origin {origin} is not this node's (set HIE_BASE_URL)")
+    cid = client_id_for(origin)
+    with write_tx(node.engine) as conn:
+        if get_client(conn, cid) is None:
+            add_client(conn, client_id=cid, name="地域連携ビューア (clinician viewer)", kind="public",
+                       auth_method="none", scope=CLIENT_SCOPE, redirect_uris=[f"{origin}/viewer/callback"],
+                       now_us=node.clock.now_us())
+    return cid
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def authorize_url(node: Any, session: Session, origin: str, *, next_path: str, launch: str | None = None,
+                  lang: str = "ja") -> str:
+    """Where the browser goes to log in; remembers state and PKCE verifier in ``session``."""
+    cid = ensure_client(node, origin)
+    verifier, challenge = _pkce()
+    state = secrets.token_urlsafe(16)
+    redirect = f"{origin}/viewer/callback"
+    session.pending = {"state": state, "verifier": verifier, "redirect_uri": redirect, "next": next_path,
+                       "client_id": cid}
+    params = {"response_type": "code", "client_id": cid, "redirect_uri": redirect, "scope": SCOPE, "state": state,
+              "aud": fhir_base(node, origin), "code_challenge": challenge, "code_challenge_method": "S256"}
+    if launch:
+        params["launch"] = launch
+        params["scope"] = SCOPE + " launch"
+    if lang == "en":
+        params["lang"] = "en"
+    return f"/auth/authorize?{urlencode(params)}"
+
+
+def fhir_base(node: Any, origin: str) -> str:
+    return AuthService.for_node(node).fhir_base(origin + "/fhir")
+
+
+def _token_request(node: Any, origin: str, form: list[tuple[str, str]]) -> dict[str, Any]:
+    server = node.service("authz", lambda: HieAuthorizationServer(node, AuthService.for_node(node)))
+    req = HieRequest("POST", f"{origin}/auth/token", {"content-type": "application/x-www-form-urlencoded"}, [],
+                     form, fhir_base=fhir_base(node, origin))
+    status, body, _headers = server.create_token_response(req)
+    data = body if isinstance(body, dict) else orjson.loads(body or b"{}")
+    if status != 200:
+        raise ViewerError(f"token endpoint: {data.get('error')}: {data.get('error_description', '')}")
+    return data
+
+
+def _keep(session: Session, token: dict[str, Any]) -> None:
+    session.access_token = token["access_token"]
+    session.refresh_token = token.get("refresh_token") or session.refresh_token
+    session.token_expires = time.time() + int(token.get("expires_in", 0))
+    session.launch_patient = token.get("patient") or session.launch_patient
+
+
+def finish_login(node: Any, session: Session, origin: str, *, code: str, state: str) -> str:
+    """Redeem the authorization code (in process, at the node's own token endpoint) and keep
+    the tokens in ``session``; returns where to go next."""
+    pending = session.pending
+    if not pending or not secrets.compare_digest(pending.get("state", ""), state or ""):
+        raise ViewerError("state does not match this session's login")
+    token = _token_request(node, origin, [
+        ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", pending["redirect_uri"]),
+        ("client_id", pending["client_id"]), ("code_verifier", pending["verifier"])])
+    session.pending = {}
+    session.csrf = secrets.token_urlsafe(24)  # a new CSRF token for the logged-in session
+    _keep(session, token)
+    if session.launch_patient:
+        return f"/viewer/patient/{session.launch_patient}"
+    return pending.get("next") or "/viewer/"
+
+
+def refresh(node: Any, session: Session, origin: str, *, purpose: str | None = None) -> dict[str, Any]:
+    """A new access token from the session's refresh token (rotated), optionally for another
+    purpose of use (break-the-glass asks for ``ETREAT``; the token endpoint decides)."""
+    if not session.refresh_token:
+        raise ViewerError("no refresh token")
+    form = [("grant_type", "refresh_token"), ("refresh_token", session.refresh_token),
+            ("client_id", client_id_for(origin))]
+    if purpose:
+        form.append(("purpose_of_use", purpose))
+    token = _token_request(node, origin, form)
+    session.refresh_token = token.get("refresh_token") or session.refresh_token
+    return token
+
+
+def principal(node: Any, session: Session, origin: str, address: str | None, *, token: str | None = None) -> Principal:
+    """The session's principal, as the FHIR API would make it from the bearer token;
+    refreshes an expired access token once. Raises :class:`FhirError` (401) when logged out."""
+    svc = AuthService.for_node(node)
+    use = token or session.access_token
+    if use is None:
+        from hie.errors import Unauthenticated
+
+        raise Unauthenticated("not logged in")
+    try:
+        return svc.authenticate_header(f"Bearer {use}", request_base=origin + "/fhir", network_address=address)
+    except FhirError:
+        if token is not None or not session.refresh_token:
+            raise
+    try:
+        _keep(session, refresh(node, session, origin))
+    except ViewerError as exc:
+        from hie.errors import Unauthenticated
+
+        raise Unauthenticated("session expired") from exc
+    assert session.access_token is not None
+    return svc.authenticate_header(f"Bearer {session.access_token}", request_base=origin + "/fhir",
+                                   network_address=address)
