@@ -116,3 +116,34 @@ def test_capability_statement_and_outcomes(api):
     shaped(api.get("/fhir/Patient/none"), 404)
     shaped(api.get("/fhir/Patient?birthdate=notadate"), 400)
     shaped(api.post("/fhir/Patient", headers=FHIR, content=b"{"), 400)
+
+
+# -- /docs and /redoc work offline ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc", "/docs/oauth2-redirect"])
+def test_api_docs_pages_load_nothing_from_another_host(api, page):
+    import re
+
+    r = api.get(page, headers={"Authorization": ""})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert re.findall(r"(?:https?:)?//[\w.-]+", html.replace("window.location.origin", "")) == [], html
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert assets or page.endswith("redirect")
+    for url in assets:
+        assert url.startswith("/docs/assets/"), url
+        got = api.get(url, headers={"Authorization": ""})
+        assert got.status_code == 200 and len(got.content) > 500, url
+    if page == "/docs":
+        assert '"validatorUrl": null' in html  # no badge calling an online validator
+
+
+def test_vendored_assets_carry_their_licences():
+    from hie.api.docs import STATIC
+
+    for name in ("ORIGIN.md", "swagger-ui/LICENSE", "swagger-ui/NOTICE", "redoc/LICENSE"):
+        assert (STATIC / name).is_file(), name
+    origin = (STATIC / "ORIGIN.md").read_text()
+    assert "swagger-ui-dist" in origin and "5.35.0" in origin and "Apache-2.0" in origin
+    assert "redoc" in origin and "2.5.4" in origin and "MIT" in origin
