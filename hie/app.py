@@ -88,6 +88,7 @@ class Node:
             recorder.close()
             if recorder.store:  # and what loader worker processes left (they exit without atexit)
                 recorder.recover()
+        self.stored_search_parameters.stop()
         self.engine.dispose()
 
     def service(self, name: str, factory: Callable[[], Any]) -> Any:
@@ -106,6 +107,10 @@ class Node:
         from hie.storage.migrate import upgrade
 
         upgrade(self.engine)
+        from hie.enforcement.facilities import directory, sync_roles
+
+        with write_tx(self.engine) as conn:  # a database whose role rows predate them (ADR 0007)
+            sync_roles(conn, directory(conn), by="migration", now=self.clock.now_us())
 
     def system_use(self, purpose: str, detail: str | None = None) -> None:
         """Record a use of the system principal outside a request (ingest, maintenance): it
@@ -131,9 +136,10 @@ class Node:
         prefer_return: str = "representation",
         prefer_strict: bool = False,
     ) -> Iterator[Context]:
+        stored = self.stored_search_parameters
+        stored.ensure_loaded()  # first request only; later changes are watched off the request path
         tx = write_tx if write else read_tx
         with tx(self.engine) as conn:
-            self.stored_search_parameters.refresh(conn)
             yield Context(
                 principal=principal,
                 registry=self.registry,
@@ -142,6 +148,8 @@ class Node:
                 prefer_return=prefer_return,
                 prefer_strict=prefer_strict,
             )
+        if write:
+            stored.after_commit()  # a SearchParameter this request wrote: used from the next request
 
     def create_app(self) -> Any:
         from hie.api.app import create_app

@@ -15,7 +15,14 @@ sets a fresh random version (row :data:`VERSION_SETTING`) in the same transactio
 Organization write. :func:`lookup` reads the version (one primary-key row) and uses the
 process's parsed copy while the version is unchanged. A transaction sees its own uncommitted
 registry writes (consent compilation in the same Bundle as the Organizations), and a
-rolled-back version never comes back because versions are random. Updates of the snapshot
+rolled-back version never comes back because versions are random.
+
+The access predicate needs no lookup at all: the same listener keeps one ``node_setting``
+row per active facility code (name :func:`role_setting`, value its network role), and the
+predicate tests the principal's row inside the statement it guards (an uncommitted
+registry write is seen by its own transaction; another process's committed one by the very
+next statement). So no process caches a role, and a read by id stays one round trip
+(docs/adr/0007-request-round-trips.md). Updates of the snapshot
 lock its row first (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite writers are serialized),
 so two concurrent registry writers cannot lose each other's change. The snapshot is built
 only from what the listener is handed, never by reading resource tables.
@@ -43,6 +50,7 @@ from hie.fhir.naming import MEDICAL_INSTITUTION_SYSTEM
 
 DIRECTORY_SETTING = "facility_directory"
 VERSION_SETTING = "facility_directory_version"
+ROLE_PREFIX = "facility_role:"  # + institution code: the row the access predicate reads
 DEFAULT_NETWORK_ROLE = "both"
 DISCLOSING_ROLES = frozenset({"disclosing", "both"})
 VIEWING_ROLES = frozenset({"viewing", "both"})
@@ -217,8 +225,33 @@ def on_write(repo: Any, results: list[Any]) -> None:
     _follow_code_changes(conn, before, orgs, [st.res_id for st in touched])
     now = repo.clock.now_us()
     by = repo.principal.name
-    put_setting(conn, DIRECTORY_SETTING, Directory(orgs).to_json(), by=by, now=now)
+    after = Directory(orgs)
+    put_setting(conn, DIRECTORY_SETTING, after.to_json(), by=by, now=now)
     put_setting(conn, VERSION_SETTING, uuid.uuid4().hex, by=by, now=now)
+    sync_roles(conn, after, by=by, now=now)
+
+
+def role_setting(code: str) -> str:
+    """The ``node_setting`` name holding the network role of active facility ``code``."""
+    return ROLE_PREFIX + code
+
+
+def sync_roles(conn: Connection, directory: Directory, *, by: str, now: int) -> None:
+    """Make the per-code role rows say what ``directory`` says (only the differences are
+    written; also heals a database whose rows predate them, see ``Node.upgrade``)."""
+    from sqlalchemy import delete
+
+    from hie.enforcement.policy import put_setting  # policy imports this module
+
+    stored = {str(n): str(v) for n, v in conn.execute(
+        select(S.c.name, S.c.value).where(S.c.name.like(ROLE_PREFIX + "%")))}
+    wanted = {role_setting(code): f.network_role for code, f in directory.by_code.items()}
+    gone = sorted(stored.keys() - wanted.keys())
+    if gone:
+        conn.execute(delete(S).where(S.c.name.in_(gone)))
+    for name, role in sorted(wanted.items()):
+        if stored.get(name) != role:
+            put_setting(conn, name, role, by=by, now=now)
 
 
 def install(node: Any) -> None:

@@ -46,6 +46,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    exists,
     false,
     func,
     literal_column,
@@ -114,22 +115,25 @@ class ConsentPolicy:
         practitioner = principal.practitioner_id
         purposes = sorted(purpose_closure(principal.purpose_of_use or TREAT))
         roles = principal.roles
-        facility = facilities.lookup(conn, org) if org and conn is not None else None
+        # "May view" and "may disclose" are tested inside the statement (FacilityAccess reads
+        # the facility's role row): no lookup here. Break-the-glass and disaster mode need the
+        # facility before they add their branches, so only their principals look it up.
+        glass_role = self.policy.break_glass.admits(roles, principal.purpose_of_use)
+        disaster_role = bool(roles & self.policy.disaster_roles)
+        facility = (facilities.lookup(conn, org) if org and conn is not None and (glass_role or disaster_role)
+                    else None)
         may_view = facility is not None and facility.may_view
-        may_disclose = facility is not None and facility.may_disclose
         own_key = None
         if principal.kind == "patient" and principal.patient_id and conn is not None:
             own_key = self._patient_key(conn, principal.patient_id)
         glass_keys: list[str] = []
         # consent.policy.BreakGlassRule: an emergency role and the ETREAT purpose, on every request
-        if conn is not None and may_view and self.policy.break_glass.admits(roles, principal.purpose_of_use):
+        if conn is not None and may_view and glass_role:
             glass_keys = [k for (k,) in conn.execute(
                 select(BG.c.patient_key).where(BG.c.principal == principal_key(principal), BG.c.expires_at > now)
             ).all()]
-        disaster = (may_view and bool(roles & self.policy.disaster_roles) and conn is not None
-                    and disaster_mode_on(conn))
-        viewer = (FacilityViewer.of(org, practitioner, purposes, now, view=may_view, disclose=may_disclose)
-                  if org and (may_view or may_disclose) else None)
+        disaster = may_view and disaster_role and conn is not None and disaster_mode_on(conn)
+        viewer = FacilityViewer.of(org, practitioner, purposes, now) if org else None
 
         built: dict[int, tuple[Any, ColumnElement[bool]]] = {}
 
@@ -183,11 +187,16 @@ class ConsentPolicy:
 
 # -- what a facility sees -------------------------------------------------------------------
 #
-# Branches 1, 2 and 4 of the module docstring for a principal with a registered facility,
-# i.e. administrative rows, the facility's own disclosures (if it may disclose) and
-# ``visible(r)`` of ``consent.grants`` (if it may view). The two network-role flags are part
-# of the statement shape (like "a practitioner is named"), so at most three compiled forms
-# exist; they are never data. Branch 4 is ONE correlated aggregate over the matching grants:
+# Branches 1, 2 and 4 of the module docstring for a principal with a facility code, i.e.
+# administrative rows, the facility's own disclosures (if it may disclose) and
+# ``visible(r)`` of ``consent.grants`` (if it may view). "May disclose" / "may view" are
+# tested in the statement itself: an uncorrelated EXISTS on the facility's role row in
+# ``node_setting`` (:func:`hie.enforcement.facilities.role_setting`, kept by the directory's
+# write listener), which PostgreSQL runs once per statement as an InitPlan (one primary-key
+# probe) and SQLite once per statement too. No request reads the directory first, and a
+# role change committed by any process holds from the next statement on. A code nobody
+# registered (or an inactive one) has no row: administrative rows only.
+# Branch 4 is ONE correlated aggregate over the matching grants:
 #
 #   coalesce((SELECT CASE
 #               WHEN max(<deny row covering r's labels>) = 1          THEN 0
@@ -214,20 +223,16 @@ class ConsentPolicy:
 class FacilityViewer:
     """The per-request values of :class:`FacilityAccess`, as bind parameters."""
 
-    __slots__ = ("disclose", "now", "org", "practitioner", "purposes", "view")
+    __slots__ = ("now", "org", "practitioner", "purposes")
 
-    def __init__(self, org: Any, practitioner: Any, purposes: tuple[Any, ...], now: Any, *,
-                 view: bool = True, disclose: bool = True) -> None:
+    def __init__(self, org: Any, practitioner: Any, purposes: tuple[Any, ...], now: Any) -> None:
         self.org = org
         self.practitioner = practitioner
         self.purposes = purposes
         self.now = now
-        self.view = view
-        self.disclose = disclose
 
     @classmethod
-    def of(cls, org: str, practitioner: str | None, purposes: list[str], now: int, *,
-           view: bool, disclose: bool) -> FacilityViewer:
+    def of(cls, org: str, practitioner: str | None, purposes: list[str], now: int) -> FacilityViewer:
         return cls(
             bindparam("consent_org", org, type_=String(64), unique=True),
             None if not practitioner else bindparam("consent_practitioner", practitioner, type_=String(64),
@@ -235,7 +240,6 @@ class FacilityViewer:
             # one parameter per purpose rather than an expanding IN: no per-execution rewrite
             tuple(bindparam("consent_purpose", p, type_=String(32), unique=True) for p in purposes),
             bindparam("consent_now", now, type_=BigInteger(), unique=True),
-            view=view, disclose=disclose,
         )
 
 
@@ -250,8 +254,6 @@ class FacilityAccess(ColumnElement[bool]):
         ("practitioner", InternalTraversal.dp_clauseelement),
         ("purposes", InternalTraversal.dp_clauseelement_tuple),
         ("now", InternalTraversal.dp_clauseelement),
-        ("view", InternalTraversal.dp_boolean),
-        ("disclose", InternalTraversal.dp_boolean),
     ]
 
     def __init__(self, row: Any, viewer: FacilityViewer) -> None:
@@ -260,8 +262,6 @@ class FacilityAccess(ColumnElement[bool]):
         self.practitioner = viewer.practitioner
         self.purposes = viewer.purposes
         self.now = viewer.now
-        self.view = viewer.view
-        self.disclose = viewer.disclose
 
     @property
     def _from_objects(self) -> list[Any]:
@@ -270,13 +270,19 @@ class FacilityAccess(ColumnElement[bool]):
     def expand(self) -> ColumnElement[bool]:
         """The plain SQLAlchemy expression (built at compile time only)."""
         c = self.row.c
-        branches = [_administrative(c)]
-        if self.disclose:
-            branches.append(c.custodian == self.org)
-        if self.view:
-            branches.append(and_(c.patient_key.isnot(None), c.data_class != _k(AUDIT), c.data_class != _k(CONSENT),
-                                 self._grants()))
-        return or_(*branches)
+        return or_(
+            _administrative(c),
+            and_(c.custodian == self.org, self._role_in(facilities.DISCLOSING_ROLES)),
+            and_(c.patient_key.isnot(None), c.data_class != _k(AUDIT), c.data_class != _k(CONSENT),
+                 self._role_in(facilities.VIEWING_ROLES), self._grants()),
+        )
+
+    def _role_in(self, roles: frozenset[str]) -> ColumnElement[bool]:
+        """The principal's facility is registered, active and has one of ``roles``
+        (uncorrelated: evaluated once per statement)."""
+        fr = S.alias("fr")
+        return exists().where(fr.c.name == _k(facilities.ROLE_PREFIX) + self.org,
+                              fr.c.value.in_([_k(r) for r in sorted(roles)]))
 
     def _grants(self) -> ColumnElement[bool]:
         c = self.row.c
@@ -324,7 +330,7 @@ class FacilityAccess(ColumnElement[bool]):
         return func.coalesce(sub, _k(0)) == one
 
 
-_CONSTANT = re.compile(r"[A-Za-z0-9 %*]*")
+_CONSTANT = re.compile(r"[A-Za-z0-9 %*_:]*")
 
 
 def _k(value: str | int) -> Any:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 import orjson
@@ -30,7 +31,8 @@ from hie.storage.tables import resource as R
 log = logging.getLogger(__name__)
 
 VERSION_SETTING = "search_parameters_version"
-CHECK_INTERVAL = 2.0  # seconds between version checks per process
+CHECK_INTERVAL = 2.0  # seconds between version checks per process (the watcher thread)
+_UNLOADED = "\0unloaded"  # never a stored version
 
 
 def _fresh_registry() -> SearchRegistry:
@@ -57,11 +59,15 @@ def check_definition(resource: dict[str, Any]) -> None:
 
 
 class StoredSearchParameters:
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node: Any, *, interval: float = CHECK_INTERVAL) -> None:
         self.node = node
-        self.loaded: str | None = None
+        self.interval = interval
+        self.loaded: str | None = _UNLOADED
         self.checked = 0.0
         self.lock = threading.Lock()
+        self.pending = False  # a SearchParameter was written by this process since the last load
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def on_write(self, repo: Any, results: list[Any]) -> None:
         """Write listener: check SearchParameters and bump the version in this transaction."""
@@ -76,8 +82,38 @@ class StoredSearchParameters:
                 if body.get("status") == "active":
                     check_definition(body)
         if touched:
+            self.pending = True
             now = repo.clock.now_us()
             put_setting(repo.conn, VERSION_SETTING, str(now), by=repo.principal.name, now=now)
+
+    def ensure_loaded(self) -> None:
+        """Before the first request: load the registry and start watching for changes."""
+        if self.loaded is _UNLOADED:
+            self._reload_now()
+        if self._watcher is None and not self._stop.is_set():
+            with self.lock:
+                if self._watcher is None:
+                    self._watcher = threading.Thread(target=_watch, args=(weakref.ref(self), self._stop),
+                                                     name="hie-search-parameters", daemon=True)
+                    self._watcher.start()
+
+    def after_commit(self) -> None:
+        """After a write request: reload if it wrote a SearchParameter (this process at once)."""
+        if self.pending:
+            self.pending = False
+            self._reload_now()
+
+    def stop(self) -> None:
+        self._stop.set()
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=5)
+
+    def _reload_now(self) -> None:
+        from hie.storage.db import read_tx
+
+        with read_tx(self.node.engine) as conn:
+            self.refresh(conn, force=True)
 
     def refresh(self, conn: Connection, *, force: bool = False) -> None:
         """Reload the registry if another transaction changed the stored SearchParameters."""
@@ -85,6 +121,9 @@ class StoredSearchParameters:
             return
         version = conn.execute(select(S.c.value).where(S.c.name == VERSION_SETTING)).scalar_one_or_none()
         self.checked = time.monotonic()
+        if version is None and self.loaded is _UNLOADED:
+            self.loaded = None  # nothing stored: the registry the node started with is right
+            return
         if version == self.loaded:
             return
         with self.lock:
@@ -111,6 +150,27 @@ class StoredSearchParameters:
             self.loaded = version
             if active:
                 log.info("search registry: %d stored SearchParameter(s) in use", len(active))
+
+
+def _watch(ref: weakref.ReferenceType[StoredSearchParameters], stop: threading.Event) -> None:
+    """The watcher thread: check the version every ``interval`` seconds until stopped (or
+    the node is gone). A failed check (database restarting) is retried at the next tick."""
+    while True:
+        stored = ref()
+        if stored is None:
+            return
+        interval = stored.interval
+        del stored
+        if stop.wait(interval):
+            return
+        stored = ref()
+        if stored is None:
+            return
+        try:
+            stored._reload_now()
+        except Exception as exc:  # noqa: BLE001 - keep watching; requests use the loaded registry
+            log.debug("search parameter version check failed: %s", exc)
+        del stored
 
 
 def install(node: Any) -> StoredSearchParameters:

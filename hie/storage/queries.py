@@ -16,12 +16,13 @@ unknown id). They are the only reads without the predicate, and they are named.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, func, select
 
+from hie.storage.db import READ
 from hie.storage.tables import resource as R
 
 if TYPE_CHECKING:
@@ -61,10 +62,9 @@ class NamedReads:
         """One page of matches (content read by the statement that applies the access
         predicate) and, if ``total``, the number of matches: told by the page when it
         reaches the last match, otherwise counted in one more statement."""
-        from hie.search.query import count_query, page_query, prefer_custom_plans
+        from hie.search.query import count_query, page_query
 
         b = self._builder(base_url)
-        prefer_custom_plans(self.conn)
         rows: list[Row] = []
         has_next = False
         if count > 0:
@@ -106,7 +106,10 @@ class NamedReads:
         return Builder(Env(self.registry, self.access, base_url))
 
     def savepoint(self) -> AbstractContextManager[Any]:
-        """A nested transaction (a batch entry fails alone)."""
+        """A nested transaction (a batch entry fails alone); a read has no transaction to
+        nest in and nothing to undo (hie.storage.db.read_tx), so it gets none."""
+        if self.conn.get_execution_options().get(READ):
+            return nullcontext()
         return self.conn.begin_nested()
 
     # -- node lookups (no access predicate; callers gate them) ---------------------------
