@@ -17,8 +17,9 @@ pin the number of statements a request makes:
         ...                          # run a request
     assert n.count == 1, n.statements
 
-Counting is process-local and thread-unsafe by design (a test or a benchmark counts one
-request at a time); it adds one listener call per statement.
+Counting is process-local; ``.count`` and an ordinary block see every thread's statements
+(a server's worker threads), ``counting(thread_only=True)`` the caller's only (the node's
+background watchers excluded). It adds one listener call per statement.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Block:
     """The statements of one ``counting()`` block (filled in as they are sent)."""
 
     statements: list[str] = field(default_factory=list)
+    thread: int | None = None  # only this thread's statements (None: every thread's)
 
     @property
     def count(self) -> int:
@@ -63,13 +65,16 @@ class StatementCounter:
     def record(self, sql: str) -> None:
         self.count += 1
         self.statements.append(sql)
+        me = threading.get_ident()
         for b in self._blocks:
-            b.statements.append(sql)
+            if b.thread is None or b.thread == me:
+                b.statements.append(sql)
 
     @contextmanager
-    def counting(self) -> Iterator[Block]:
-        """A block whose ``.count`` is the number of statements sent inside it."""
-        block = Block()
+    def counting(self, *, thread_only: bool = False) -> Iterator[Block]:
+        """A block whose ``.count`` is the number of statements sent inside it (with
+        ``thread_only``: by the calling thread only, e.g. not a background watcher's)."""
+        block = Block(thread=threading.get_ident() if thread_only else None)
         self._blocks.append(block)
         try:
             yield block
