@@ -3,7 +3,7 @@
 | variable | meaning | default |
 |---|---|---|
 | ``HIE_DATABASE_URL`` | ``sqlite:///path`` or ``postgresql+psycopg://user@host/db`` | ``sqlite:///<HIE_DATA_DIR>/hie.sqlite`` |
-| ``HIE_DATA_DIR`` | where the embedded database and key files live | ``./var`` |
+| ``HIE_DATA_DIR`` | where the embedded database and key files live | ``var/`` of the source checkout the node runs from (see :func:`resolve_data_dir`) |
 | ``HIE_BASE_URL`` | public base URL of the FHIR API (``https://hie.example.jp/fhir``) | derived from each request |
 | ``HIE_DB_POOL_SIZE`` | connections per process | ``10`` |
 | ``HIE_AUDIT_SYSTEM_USE`` | ``off``: do not audit the node's own use of the system principal (ingest, maintenance) | ``on`` |
@@ -17,6 +17,35 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """The environment does not say where the node's data lives (the message says how)."""
+
+
+def _checkout() -> Path | None:
+    """The source checkout this package runs from (``pip install -e .`` or the tree itself)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        project = (root / "pyproject.toml").read_text("utf-8")
+    except OSError:
+        return None
+    return root if 'name = "hie-node"' in project else None
+
+
+def resolve_data_dir(env: dict[str, str]) -> tuple[Path, str]:
+    """The data directory and where the choice came from. The same from any working
+    directory: ``HIE_DATA_DIR`` if set (a relative value is taken from the working
+    directory, as the shell would), else ``var/`` of the source checkout the node runs
+    from; an installed package without ``HIE_DATA_DIR`` is refused."""
+    given = env.get("HIE_DATA_DIR")
+    if given:
+        return Path(given).expanduser().resolve(), "HIE_DATA_DIR"
+    root = _checkout()
+    if root is not None:
+        return root / "var", f"var/ of the source checkout {root}"
+    raise ConfigError("HIE_DATA_DIR is not set and the node does not run from its source checkout: "
+                      "set HIE_DATA_DIR to the node's data directory (e.g. /var/lib/hie)")
 
 
 @dataclass(frozen=True)
@@ -37,7 +66,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         e = dict(os.environ if env is None else env)
-        data_dir = Path(e.get("HIE_DATA_DIR", "var")).resolve()
+        data_dir, source = resolve_data_dir(e)
         url = e.get("HIE_DATABASE_URL") or f"sqlite:///{data_dir / 'hie.sqlite'}"
         return cls(
             database_url=url,
