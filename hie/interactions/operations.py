@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hie.errors import MethodNotAllowed, NotFound
+from hie.errors import MethodNotAllowed, NotSupported
 from hie.interactions.context import Context
 from hie.interactions.result import Result
 
@@ -70,7 +70,7 @@ def find(name: str, level: str, res_type: str | None) -> Operation:
         if op.types is None or res_type in op.types:
             return op
     where = f"{res_type} " if res_type else ""
-    raise NotFound(f"Operation ${name} is not supported at {where}{level} level")
+    raise NotSupported(f"Operation ${name} is not supported at {where}{level} level")
 
 
 def check_method(op: Operation, method: str) -> None:
