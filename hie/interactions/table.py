@@ -162,8 +162,8 @@ def _shape_rows(segs: list[str]) -> list[Interaction]:
 
 def parse(method: str, path: str, query: str = "", body_params: list[tuple[str, str]] | None = None) -> Parsed:
     """Which interaction ``method path?query`` is (``path`` below the FHIR base). Raises
-    404 for no such endpoint, unknown type or operation; 405 for a method the path does
-    not take."""
+    404 for no such endpoint or unknown type; 501 for an unknown operation; 405 for a method
+    the path does not take."""
     method = method.upper()
     segs = [s for s in path.strip("/").split("/") if s]
     rows = _shape_rows(segs)
