@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from hie.errors import FhirError
+from hie.errors import NotSupported
 from hie.identity import keys, matching, store
 from hie.identity.features import FACILITY_PATIENT_ID_PREFIX, PatientFeatures, extract_features
 from hie.identity.index import blocking_keys
@@ -200,6 +200,6 @@ def service_of(repo_or_ctx: Any) -> IdentityService:
     for listener in getattr(repo, "listeners", ()):
         if isinstance(listener, IdentityService):
             return listener
-    raise FhirError("the identity service is not installed on this node", status=501)
+    raise NotSupported("the identity service is not installed on this node")
 
 
