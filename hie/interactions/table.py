@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from hie.errors import InvalidRequest, MethodNotAllowed, NotFound
+from hie.errors import InvalidRequest, MethodNotAllowed, NotFound, UnknownResourceType
 from hie.fhir.validate import is_resource_type
 from hie.interactions.result import Result
 
@@ -181,7 +181,7 @@ def parse(method: str, path: str, query: str = "", body_params: list[tuple[str, 
     values = dict(zip(row.shape, segs, strict=True))
     res_type = values.get(TYPE) or ("Patient" if row.name == "search-compartment" else None)
     if res_type is not None and not is_resource_type(res_type):
-        raise NotFound(f"Unknown resource type '{res_type}'", expression=[res_type])
+        raise UnknownResourceType(f"Unknown resource type '{res_type}'", expression=[res_type])
     params = parse_qsl(query, keep_blank_values=True) + list(body_params or [])
     op = None
     if OP in values:
