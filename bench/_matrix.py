@@ -92,13 +92,14 @@ def serve(kind: str, url: str, workers: int, data_dir: Path, node: Any, loads: l
         for clients in ints(args.clients):
             for w in loads:
                 res = run_load(s.url, tok[w.principal], w.paths, clients, args.seconds).summary()
+                load = Path("/proc/loadavg").read_text().split()[0]
                 cell = {"db": kind, "workers": workers, "workload": w.name, "principal": w.principal,
                         "clients": clients, "round_trips": trips[id(w)].mean, **res, "tree": str(TREE),
-                        "commit": tree_commit()}
+                        "commit": tree_commit(), "loadavg": float(load)}
                 print(f"{kind:10s} w={workers} {w.name:6s} {w.principal:6s} c={clients:<2d} "
                       f"{res['rate']:7.0f} req/s  p50 {res['p50_ms']:6.2f}  p95 {res['p95_ms']:6.2f}  "
                       f"p99 {res['p99_ms']:6.2f} ms  errors {res['errors']:<4d} "
-                      f"round trips/req {trips[id(w)].mean:.2f}", flush=True)
+                      f"round trips/req {trips[id(w)].mean:.2f}  load {load}", flush=True)
                 if args.out:
                     with args.out.open("a") as f:
                         f.write(json.dumps(cell) + "\n")
