@@ -27,6 +27,8 @@ from typing import Any
 
 import fhirpathpy
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.backboneelement import BackboneElement
+from fhirpathpy.models import models as fhirpath_models
 
 from hie.errors import InvalidPatch
 
@@ -242,6 +244,7 @@ class _Loc:
     index: int | None
     cls: Any
     name: str  # the FHIRPath name ("value" for valueQuantity)
+    base: str  # its type for fhirpathpy: "HumanName", "Patient.contact", "HumanName.given"
 
     def get(self) -> Any:
         v = self.parent[self.key]
@@ -283,7 +286,8 @@ def _steps(op: Operation) -> list[tuple[str, Any]]:
 
 def _select(op: Operation, holder: dict[str, Any], steps: list[tuple[str, Any]]) -> list[_Loc]:
     resource = holder["resource"]
-    root = _Loc(holder, "resource", None, _class_of(resource, None), resource["resourceType"])
+    rtype = resource["resourceType"]
+    root = _Loc(holder, "resource", None, _class_of(resource, None), rtype, rtype)
     current = [root]
     for i, (kind, arg) in enumerate(steps):
         if kind == "name" and i == 0 and arg[:1].isupper():
@@ -306,10 +310,18 @@ def _children(loc: _Loc, name: str) -> list[_Loc]:
     f = _field(_class_of(value, loc.cls), value, name)
     if f is None or f.key not in value:
         return []
-    item = value[f.key]
+    item, base = value[f.key], _base(f.cls, f"{loc.base}.{name}")
     if isinstance(item, list):
-        return [_Loc(value, f.key, i, f.cls, name) for i in range(len(item))]
-    return [_Loc(value, f.key, None, f.cls, name)]
+        return [_Loc(value, f.key, i, f.cls, name, base) for i in range(len(item))]
+    return [_Loc(value, f.key, None, f.cls, name, base)]
+
+
+def _base(cls: Any, path: str) -> str:
+    """A data type is known to fhirpathpy's model by its name, a backbone element or a
+    primitive by its path."""
+    if cls is None or issubclass(cls, BackboneElement):
+        return path
+    return cls.__name__
 
 
 def _call(op: Operation, resource: dict[str, Any], current: list[_Loc], fn: str, arg: str) -> list[_Loc]:
@@ -321,7 +333,8 @@ def _call(op: Operation, resource: dict[str, Any], current: list[_Loc], fn: str,
         kept = []
         for loc in current:
             try:
-                result = fhirpathpy.evaluate(loc.get(), arg, {"resource": resource, "rootResource": resource})
+                result = fhirpathpy.evaluate(loc.get(), {"base": loc.base, "expression": arg},
+                                             {"resource": resource, "rootResource": resource}, fhirpath_models["r4"])
             except Exception as exc:  # noqa: BLE001 -- fhirpathpy raises plain exceptions on bad input
                 raise op.error(f"where({arg}) cannot be evaluated: {exc}", status=400) from None
             if result == [True]:

@@ -40,7 +40,9 @@ PATIENT = {"resourceType": "Patient", "id": "fp", "gender": "male",
            "name": [{"use": "official", "family": "Yamada", "given": ["Taro", "Ichiro"]},
                     {"use": "nickname", "given": ["Tarochan"]}]}
 OBS = {"resourceType": "Observation", "id": "fo", "status": "final", "code": {"text": "BP"},
-       "valueQuantity": {"value": 120, "unit": "mmHg"}}
+       "valueQuantity": {"value": 120, "unit": "mmHg"},
+       "component": [{"code": {"text": "systolic"}, "valueQuantity": {"value": 120}},
+                     {"code": {"text": "diastolic"}, "valueQuantity": {"value": 80}}]}
 
 
 # -- each operation type -----------------------------------------------------------------------
@@ -53,6 +55,10 @@ CASES = [
      lambda r: r["identifier"] == [{"system": "urn:x", "value": "1"}]),
     ("add appends to a list", PATIENT, op("add", "Patient.name[0]", name="given", value={"valueString": "Jiro"}),
      lambda r: r["name"][0]["given"] == ["Taro", "Ichiro", "Jiro"]),
+    ("where() compares dates", {**PATIENT, "name": [{"family": "Old", "period": {"end": "1999-12-31"}},
+                                                    {"family": "New", "period": {"start": "2000-01-01"}}]},
+     op("replace", "Patient.name.where(period.start >= @2000-01-01).family", value={"valueString": "Newer"}),
+     lambda r: [n["family"] for n in r["name"]] == ["Old", "Newer"]),
     ("add an anonymous element given as parts", PATIENT,
      op("add", "Patient", name="contact", value={"part": [
          {"name": "name", "valueHumanName": {"family": "Yamada", "given": ["Hanako"]}},
@@ -70,6 +76,11 @@ CASES = [
      lambda r: [n.get("text") for n in r["name"]] == ["山田太郎", None, None]),
     ("delete a list item found by where()", PATIENT, op("delete", "Patient.name.where(use = 'nickname')"),
      lambda r: [n["use"] for n in r["name"]] == ["official"]),
+    ("delete a primitive found by where($this)", PATIENT, op("delete", "Patient.name.given.where($this = 'Ichiro')"),
+     lambda r: r["name"][0]["given"] == ["Taro"]),
+    ("where() knows choice types (the R4 model)", OBS,
+     op("replace", "Observation.component.where(value.value < 100).code.text", value={"valueString": "dia"}),
+     lambda r: [c["code"]["text"] for c in r["component"]] == ["systolic", "dia"]),
     ("delete the last item removes the array", PATIENT, op("delete", "Patient.name[1].given[0]"),
      lambda r: r["name"][1] == {"use": "nickname"}),
     ("delete of nothing changes nothing", PATIENT, op("delete", "Patient.birthDate"),
