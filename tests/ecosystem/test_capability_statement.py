@@ -118,3 +118,15 @@ def test_capability_statement_lists_subscription_read_only(client):
     assert sub["conditionalCreate"] is False and sub["conditionalUpdate"] is False
     assert {"create", "update", "patch"} <= {i["code"] for i in by_type["Observation"]["interaction"]}
     assert statement["patchFormat"] == ["application/json-patch+json", "application/fhir+json"]
+
+
+def test_subscription_is_refused_on_the_feed_path_too(sqlite_node):
+    from hie.errors import FhirError
+    from hie.ingest import ingest_bundle
+
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": {**SUBSCRIPTION, "id": "feed-sub"}, "request": {"method": "PUT", "url": "Subscription/feed-sub"}}]}
+    with pytest.raises(FhirError) as exc:
+        ingest_bundle(sqlite_node, bundle, source="test")
+    assert exc.value.status == 501
+    _refused(exc.value.to_outcome())
