@@ -26,11 +26,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hie.api.limits import BodyLimit, Limits
 from hie.errors import (
+    BodyTooLarge,
     FhirError,
+    Forbidden,
     InvalidRequest,
     MethodNotAllowed,
     NotAcceptable,
     NotFound,
+    Unauthenticated,
     UnsupportedMediaType,
     internal_error,
 )
@@ -169,6 +172,13 @@ def create_app(
     return app
 
 
+_HTTP_ERRORS: dict[int, type[FhirError]] = {
+    400: InvalidRequest, 401: Unauthenticated, 403: Forbidden, 406: NotAcceptable, 413: BodyTooLarge,
+    415: UnsupportedMediaType,
+}
+"""The node's error for an HTTP error the web framework raises itself (its status kept)."""
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     """Every error leaves as an OperationOutcome, never a traceback."""
 
@@ -186,7 +196,9 @@ def _add_error_handlers(app: FastAPI) -> None:
             return _error_response(NotFound(f"No such endpoint: {_request.url.path}"))
         if exc.status_code == 405:
             return _error_response(MethodNotAllowed(f"{_request.method} is not allowed on {_request.url.path}"))
-        err = FhirError(str(exc.detail), status=exc.status_code)
+        known = _HTTP_ERRORS.get(exc.status_code)
+        # Another status from the framework keeps it, with the generic code HIE-0400.
+        err = known(str(exc.detail)) if known else FhirError(str(exc.detail), status=exc.status_code)
         return _error_response(err)
 
     @app.exception_handler(Exception)

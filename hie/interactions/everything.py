@@ -11,6 +11,8 @@ Spec: https://hl7.org/fhir/R4/patient-operation-everything.html
 
 from __future__ import annotations
 
+from hie.clock import parse_instant_us
+from hie.errors import InvalidRequest
 from hie.interactions.context import Context
 from hie.interactions.operations import OperationCall, operation
 from hie.interactions.result import Result
@@ -24,9 +26,14 @@ def everything(ctx: Context, call: OperationCall) -> Result:
     from hie.interactions.search import search_bundle
 
     assert call.res_id
+    since = next((v for k, v in call.params if k == "_since"), None)
+    if since:  # checked here: an error names _since as sent, not the _lastUpdated it becomes
+        try:
+            parse_instant_us(since)
+        except ValueError:
+            raise InvalidRequest(f"_since must be a FHIR instant, got {since!r}", expression=["_since"]) from None
     patient = ctx.repo.read("Patient", call.res_id)  # 404 / 410 exactly as a read
     params = [(k, v) for k, v in call.params if k in PASSED]
-    since = next((v for k, v in call.params if k == "_since"), None)
     if since:
         params.append(("_lastUpdated", f"ge{since}"))
     bundle = search_bundle(ctx, None, params, compartment=("Patient", call.res_id))

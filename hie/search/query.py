@@ -142,6 +142,18 @@ def _bad(msg: str, name: str) -> InvalidSearch:
     return InvalidSearch(msg, expression=[name])
 
 
+def _as_sent(exc: InvalidSearch | NotSupported, name: str) -> InvalidSearch | NotSupported:
+    """An error raised inside a chain or ``_has`` names the part it was checking (``name:bad``,
+    ``subject``); the client sent ``name`` (``subject:Patient.name:bad``): the expression is
+    that, and the diagnostics say which part."""
+    for issue in exc.issues:
+        if issue.expression != [name]:
+            issue.expression = [name]
+            if name not in issue.diagnostics:
+                issue.diagnostics = f"In {name}: {issue.diagnostics}"
+    return exc
+
+
 # -- value conditions (shared by plain and composite parameters) ---------------------------
 
 
@@ -305,7 +317,10 @@ class Builder:
         if res_type:
             conds.insert(0, r.c.res_type == res_type)
         for name, value in criteria:
-            conds.append(self.criterion(res_type, r, name, value, depth=0))
+            try:
+                conds.append(self.criterion(res_type, r, name, value, depth=0))
+            except (InvalidSearch, NotSupported) as exc:
+                raise _as_sent(exc, name) from None
         return and_(*conds)
 
     def criterion(self, res_type: str | None, r: Any, name: str, value: str, depth: int) -> ColumnElement[bool]:
