@@ -62,6 +62,8 @@ class Settings:
     #: Bound on how long a revocation, deactivation or key retirement takes to reach every process.
     token_check_interval_ms: int = 1000
     extra: dict[str, str] = field(default_factory=dict)
+    #: Where ``data_dir`` came from (``HIE_DATA_DIR``, the checkout's var/), for messages.
+    data_dir_source: str = "given"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -77,4 +79,5 @@ class Settings:
             max_body_bytes=int(e.get("HIE_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
             max_element_bytes=int(e.get("HIE_MAX_ELEMENT_BYTES", str(4 * 1024 * 1024))),
             token_check_interval_ms=max(0, int(e.get("HIE_TOKEN_CHECK_INTERVAL_MS", "1000"))),
+            data_dir_source=source,
         )
