@@ -21,6 +21,7 @@ _AUDIT = "AuditEvents are written only by the node's audit trail; the API refuse
 _FORM = "node Consent profile: sourceAttachment (the scanned form) has a title but no url or data"
 _NO_TYPE = "node Consent profile: the root provision has no type (permit/deny), so it cannot be enforced"
 _DROPPED = "R4 type with no fhir.resources R4B model (removed in R4B); not stored by this node"
+_SUBSCRIPTION = "subscriptions are not supported by this node (501, issue 13): a Subscription is refused"
 EXAMINED_REJECTIONS: dict[str, str] = {
     "EffectEvidenceSynthesis-example.json": _DROPPED,
     "MedicinalProduct-example.json": _DROPPED,
@@ -35,6 +36,8 @@ EXAMINED_REJECTIONS: dict[str, str] = {
     "MedicinalProductUndesirableEffect-example.json": _DROPPED,
     "RiskEvidenceSynthesis-example.json": _DROPPED,
     "SubstanceSpecification-example.json": _DROPPED,
+    "Subscription-example-error.json": _SUBSCRIPTION,
+    "Subscription-example.json": _SUBSCRIPTION,
     "AuditEvent-example-disclosure.json": _AUDIT,
     "AuditEvent-example-error.json": _AUDIT,
     "AuditEvent-example-login.json": _AUDIT,
