@@ -6,7 +6,11 @@
 | ``add-user`` | a person with password + TOTP (prints the enrolment URI and recovery codes) |
 | ``reset-user`` | new password, TOTP seed and recovery codes; unlock |
 | ``add-client`` | a hospital system (JWKS file or URL) or an app; prints the client id |
-| ``rotate-keys`` | new token-signing and audit-checkpoint keys |
+| ``disable-user``, ``enable-user`` | a person cannot log in and their tokens stop working (or again can) |
+| ``disable-client``, ``enable-client`` | the same for a client |
+| ``revoke-tokens`` | revoke every token of a user or client, or one token by its ``jti`` |
+| ``rotate-keys`` | new token-signing and audit-checkpoint keys (``--retire-previous``: old ones out at once) |
+| ``retire-key`` | delete one token-signing key: the tokens it signed stop verifying |
 | ``token`` | an access token for scripts (``--client ID --scope "..."``) |
 | ``renew-registrations`` | extend registered physicians to the new fiscal year |
 
@@ -139,16 +143,125 @@ def add_client_cmd(
 
 
 @admin_app.command("rotate-keys")
-def rotate_keys() -> None:
+def rotate_keys(
+    retire_previous: bool = typer.Option(False, help="Retire the previous token keys at once (after a compromise)."),
+) -> None:
     """New signing keys; the previous token keys stay published until the next rotation."""
+    from hie.auth.revocation import record
     from hie.auth.service import AuthService
+    from hie.storage.db import write_tx
 
     node = _node()
     try:
-        kids = AuthService.for_node(node).keys.rotate()
+        kids = AuthService.for_node(node).keys.rotate(retire_previous=retire_previous)
+        with write_tx(node.engine) as conn:  # every process reloads its keys within the bound
+            record(conn, *(("keys", kid) for kid in kids), by="hie admin rotate-keys")
     finally:
         node.close()
     out.print("signing with: " + ", ".join(kids))
+
+
+@admin_app.command("retire-key")
+def retire_key(kid: str = typer.Argument(..., help="The key id (kid) to retire, as GET /auth/jwks lists it.")) -> None:
+    """Delete a token-signing key: tokens it signed stop verifying on every process within
+    HIE_TOKEN_CHECK_INTERVAL_MS."""
+    from hie.auth.revocation import record
+    from hie.auth.service import AuthService
+    from hie.storage.db import write_tx
+
+    node = _node()
+    try:
+        AuthService.for_node(node).keys.retire(kid)
+        with write_tx(node.engine) as conn:
+            record(conn, ("keys", kid), by="hie admin retire-key")
+    except (LookupError, ValueError) as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(code=1) from exc
+    finally:
+        node.close()
+    out.print(f"retired {kid}")
+
+
+def _set_active(what: str, name: str, active: bool) -> None:
+    from hie.auth.clients import set_client_active
+    from hie.auth.users import set_user_active
+    from hie.storage.db import write_tx
+
+    node = _node()
+    try:
+        with write_tx(node.engine) as conn:
+            if what == "user":
+                set_user_active(conn, name, active)
+            elif not set_client_active(conn, name, active):
+                raise LookupError(f"no client {name!r}")
+    except LookupError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(code=1) from exc
+    finally:
+        node.close()
+    out.print(f"{what} {name} {'enabled' if active else 'disabled'}")
+
+
+@admin_app.command("disable-user")
+def disable_user(username: str = typer.Argument(...)) -> None:
+    """The user cannot log in; their tokens stop working within HIE_TOKEN_CHECK_INTERVAL_MS."""
+    _set_active("user", username, False)
+
+
+@admin_app.command("enable-user")
+def enable_user(username: str = typer.Argument(...)) -> None:
+    """Let a disabled user log in again (tokens revoked meanwhile stay revoked)."""
+    _set_active("user", username, True)
+
+
+@admin_app.command("disable-client")
+def disable_client(client_id: str = typer.Argument(...)) -> None:
+    """The client gets no tokens; its tokens stop working within HIE_TOKEN_CHECK_INTERVAL_MS."""
+    _set_active("client", client_id, False)
+
+
+@admin_app.command("enable-client")
+def enable_client(client_id: str = typer.Argument(...)) -> None:
+    """Let a disabled client work again."""
+    _set_active("client", client_id, True)
+
+
+@admin_app.command("revoke-tokens")
+def revoke_tokens(
+    user: str = typer.Option(None, "--user", help="Username: revoke every token of this user."),
+    client: str = typer.Option(None, "--client", help="Client id: revoke every token issued to this client."),
+    jti: str = typer.Option(None, "--jti", help="Revoke one access token by its jti (AuditEvent policy)."),
+) -> None:
+    """Revoke tokens (RFC 7009 from the operator's side): in force on every process within
+    HIE_TOKEN_CHECK_INTERVAL_MS."""
+    from hie.auth.tokens import TokenService
+    from hie.auth.users import get_by_username
+    from hie.storage.db import write_tx
+
+    if sum(x is not None for x in (user, client, jti)) != 1:
+        err.print("[red]give exactly one of --user, --client, --jti[/]")
+        raise typer.Exit(code=2)
+    node = _node()
+    try:
+        with write_tx(node.engine) as conn:
+            if jti is not None:
+                if TokenService.find(conn, jti) is None:
+                    raise LookupError(f"no token with jti {jti!r}")
+                TokenService.revoke(conn, jti)
+                n = 1
+            elif user is not None:
+                person = get_by_username(conn, user)
+                if person is None:
+                    raise LookupError(f"no user {user!r}")
+                n = TokenService.revoke_all(conn, user_id=person.user_id)
+            else:
+                n = TokenService.revoke_all(conn, client_id=client)
+    except LookupError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(code=1) from exc
+    finally:
+        node.close()
+    out.print(f"revoked {n} token(s)")
 
 
 @admin_app.command("token")

@@ -180,7 +180,14 @@ def add_client(
 
 
 def set_client_active(conn: Connection, client_id: str, active: bool) -> bool:
-    return conn.execute(update(C).where(C.c.client_id == client_id).values(active=active)).rowcount == 1
+    """Enable or disable a client; its tokens follow on every process within the token
+    check interval (:mod:`hie.auth.revocation`)."""
+    from hie.auth.revocation import record
+
+    changed = conn.execute(update(C).where(C.c.client_id == client_id).values(active=active)).rowcount == 1
+    if changed:
+        record(conn, ("client", client_id), by="client-active")
+    return changed
 
 
 def list_clients(conn: Connection) -> list[Client]:

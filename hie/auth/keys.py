@@ -7,9 +7,12 @@ on first start when absent and never enter the repository. ``HIE_TOKEN_SIGNING_K
 files, for deployments that inject secrets through the environment.
 
 Rotation (``hie admin rotate-keys``) writes a new key per algorithm; the newest signs,
-the previous one stays in the JWKS so tokens issued just before still verify. Audit
-keys are never deleted: old checkpoints must stay verifiable. Several processes share
-the directory; a process that meets an unknown ``kid`` reloads it.
+the previous one stays in the JWKS so tokens issued just before still verify (unless
+``--retire-previous``); ``hie admin retire-key KID`` deletes one. Audit keys are never
+deleted: old checkpoints must stay verifiable. Several processes share the directory; a
+process that meets an unknown ``kid`` reloads it, and every process looks at the directory
+once per token check interval (:mod:`hie.auth.revocation`), so a retired key stops
+verifying everywhere within that bound.
 
 Spec: https://www.rfc-editor.org/rfc/rfc7517 (JWK), https://www.rfc-editor.org/rfc/rfc8037 (Ed25519)
 """
@@ -52,7 +55,12 @@ def _pem(private_key: Any) -> bytes:
 
 
 def _new_kid(alg: str) -> str:
-    return f"{alg.lower()}-{time.strftime('%Y%m%d%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+    """``<alg>-<UTC time to the microsecond>-<random>``: names sort by age (the newest signs,
+    rotation retires the oldest), also for two rotations within one second. Names of the
+    older form (time to the second) sort before any newer name of the same second."""
+    ns = time.time_ns()
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(ns // 1_000_000_000)) + f"{ns // 1000 % 1_000_000:06d}"
+    return f"{alg.lower()}-{stamp}-{secrets.token_hex(3)}"
 
 
 class KeyStore:
@@ -76,7 +84,10 @@ class KeyStore:
             for path in sorted(self.dir.glob("*.pem")):
                 kid = path.stem
                 alg = kid.split("-", 1)[0].upper()
-                pem = path.read_bytes()
+                try:
+                    pem = path.read_bytes()
+                except FileNotFoundError:  # retired by another process meanwhile
+                    continue
                 if alg in TOKEN_ALGS:
                     token[kid] = SigningKey(kid, alg, _import_jwk(pem, alg, kid))
                 elif alg == "ED25519":
@@ -112,15 +123,41 @@ class KeyStore:
             (self.dir / f"{kid}.pub").write_bytes(signer.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
-    def rotate(self) -> list[str]:
-        """New token keys (both algorithms) and a new audit key; prune old token keys."""
+    def rotate(self, *, retire_previous: bool = False) -> list[str]:
+        """New token keys (both algorithms) and a new audit key; retire old token keys (all
+        but the newest :data:`KEEP_TOKEN_KEYS` per algorithm, or all but the new one with
+        ``retire_previous``: after a compromise, tokens signed before stop verifying)."""
         self._generate(list(TOKEN_ALGS), audit=True)
+        keep = 1 if retire_previous else KEEP_TOKEN_KEYS
         for alg in TOKEN_ALGS:
             files = sorted(self.dir.glob(f"{alg.lower()}-*.pem"))
-            for old in files[:-KEEP_TOKEN_KEYS]:
-                old.unlink()
+            for old in files[:-keep]:
+                old.unlink(missing_ok=True)
         self.load()
         return [self.signing(alg).kid for alg in TOKEN_ALGS] + [self.audit_signing().kid]
+
+    def retire(self, kid: str) -> None:
+        """Delete token key ``kid``: tokens it signed stop verifying (on every process within
+        the token check interval, ADR 0008). The last key of an algorithm cannot be retired
+        (rotate first); keys from the environment are retired by changing the environment."""
+        if kid.endswith("-env"):
+            raise ValueError(f"{kid} comes from the environment: remove HIE_TOKEN_SIGNING_KEY_* there")
+        key = self._token_keys.get(kid)
+        path = self.dir / f"{kid}.pem"
+        if key is None or not path.exists():
+            raise LookupError(f"no token signing key {kid!r} (see GET /auth/jwks)")
+        if not any(k.alg == key.alg and k.kid != kid for k in self._token_keys.values()):
+            raise ValueError(f"{kid} is the only {key.alg} key: rotate the keys first")
+        path.unlink()
+        self.load()
+
+    def refresh(self) -> None:
+        """Reload the keys if the key directory changed (rotated or retired by another process)."""
+        if self._changed_on_disk():
+            self.load()
+
+    def known(self, kid: str) -> bool:
+        return kid in self._token_keys
 
     # -- use -----------------------------------------------------------------------------
 

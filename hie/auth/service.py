@@ -41,7 +41,7 @@ class AuthService:
         key_dir = node.settings.data_dir / "keys"
         self.keys = KeyStore(key_dir)
         self.box = SecretBox(key_dir)
-        self.tokens = TokenService(self.keys)
+        self.tokens = TokenService(self.keys, check_interval_s=node.settings.token_check_interval_ms / 1000)
 
     @classmethod
     def for_node(cls, node: Any) -> AuthService:
@@ -76,8 +76,8 @@ class AuthService:
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("The Authorization header must be 'Bearer <access token>'",
                                   headers={"WWW-Authenticate": 'Bearer realm="hie", error="invalid_request"'})
-        with self.node.engine.connect() as conn:
-            claims = self.tokens.verify(conn, token, audiences=self.audiences(request_base))
+        # No connection unless the token status must look (ADR 0008).
+        claims = self.tokens.verify(self.node.engine, token, audiences=self.audiences(request_base))
         return principal_from_claims(claims, network_address=network_address)
 
     # -- tokens for scripts and tests ------------------------------------------------------

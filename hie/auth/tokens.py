@@ -7,7 +7,10 @@ Verification rejects: a missing or malformed token, ``alg`` other than the node'
 other than ``at+jwt`` (an id_token is not an access token), expiry, a wrong audience
 (the token must name this FHIR base), and tokens revoked, or whose client or user has
 been deactivated. Signature checks are cached per token string (the same bytes verify
-the same way); expiry and revocation are checked on every request.
+the same way, while their key is not retired); expiry and audience are checked on every
+request; revocation and deactivation through the process's token status
+(:mod:`hie.auth.revocation`): in force on every process within the token check interval,
+without a database round trip in the steady state (ADR 0008).
 
 Spec: https://www.rfc-editor.org/rfc/rfc9068 ; https://hl7.org/fhir/smart-app-launch/app-launch.html#response-5
 """
@@ -25,12 +28,11 @@ from typing import Any
 import orjson
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 
+from hie.auth import revocation
 from hie.auth.keys import KeyStore
-from hie.auth.tables import auth_client as C
 from hie.auth.tables import auth_token as T
-from hie.auth.tables import auth_user as U
 from hie.errors import Unauthenticated
 from hie.principal import Principal
 
@@ -59,9 +61,11 @@ def default_purpose(kind: str) -> str:
 
 
 class TokenService:
-    def __init__(self, keys: KeyStore) -> None:
+    def __init__(self, keys: KeyStore, *, check_interval_s: float = 1.0) -> None:
         self.keys = keys
-        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        #: What this process knows about issued tokens (revocation, deactivation).
+        self.status = revocation.TokenStatus(keys, check_interval_s)
+        self._cache: OrderedDict[str, tuple[dict[str, Any], str]] = OrderedDict()  # token -> (claims, kid)
         self._lock = threading.Lock()
 
     # -- issuing -------------------------------------------------------------------------
@@ -121,9 +125,9 @@ class TokenService:
     def _signature_checked(self, token: str) -> dict[str, Any]:
         with self._lock:
             hit = self._cache.get(token)
-            if hit is not None:
+            if hit is not None and self.keys.known(hit[1]):
                 self._cache.move_to_end(token)
-                return hit
+                return hit[0]
         try:
             header = jws.extract_compact(token.encode()).headers()
         except (JoseError, ValueError, UnicodeError) as exc:
@@ -143,29 +147,29 @@ class TokenService:
             raise Unauthenticated("The access token signature is invalid",
                                   headers=_challenge("invalid_token")) from exc
         with self._lock:
-            self._cache[token] = claims
+            self._cache[token] = (claims, key.kid)
             if len(self._cache) > 4096:
                 self._cache.popitem(last=False)
         return claims
 
     def verify(
-        self, conn: Connection, token: str, *, audiences: tuple[str, ...], now: float | None = None,
+        self, source: Engine | Connection, token: str, *, audiences: tuple[str, ...], now: float | None = None,
     ) -> dict[str, Any]:
-        claims = self._signature_checked(token)
-        now = time.time() if now is None else now
-        exp = claims.get("exp")
-        if not isinstance(exp, int) or exp <= now:
-            raise Unauthenticated("The access token has expired", headers=_challenge("invalid_token"))
-        if claims.get("aud") not in audiences:
-            raise Unauthenticated("The access token is not meant for this server (aud)",
-                                  headers=_challenge("invalid_token"))
-        row = conn.execute(
-            select(T.c.revoked, C.c.active, U.c.active)
-            .select_from(T.outerjoin(C, C.c.client_id == T.c.client_id).outerjoin(U, U.c.user_id == T.c.user_id))
-            .where(T.c.token_key == claims.get("jti"), T.c.kind == "access")
-        ).first()
-        if row is None or row[0] or not row[1] or (claims.get("hie_kind") in ("user", "patient") and not row[2]):
-            raise Unauthenticated("The access token has been revoked", headers=_challenge("invalid_token"))
+        """The claims of a valid access token, else :class:`Unauthenticated`. ``source`` is
+        where to look when the process's token status must (an engine: a connection is
+        opened only then)."""
+        with revocation.lazy(source) as conn:
+            self.status.refresh(conn)  # first: a retired key must not verify from the cache
+            claims = self._signature_checked(token)
+            now = time.time() if now is None else now
+            exp = claims.get("exp")
+            if not isinstance(exp, int) or exp <= now:
+                raise Unauthenticated("The access token has expired", headers=_challenge("invalid_token"))
+            if claims.get("aud") not in audiences:
+                raise Unauthenticated("The access token is not meant for this server (aud)",
+                                      headers=_challenge("invalid_token"))
+            if not self.status.valid(conn, claims):
+                raise Unauthenticated("The access token has been revoked", headers=_challenge("invalid_token"))
         return claims
 
     # -- revoking ------------------------------------------------------------------------
@@ -174,6 +178,21 @@ class TokenService:
     def revoke(conn: Connection, token_key: str) -> None:
         """Revoke a token; revoking a refresh token also revokes the access tokens it issued."""
         conn.execute(update(T).where(or_(T.c.token_key == token_key, T.c.parent == token_key)).values(revoked=True))
+        revocation.record(conn, ("token", token_key), by="revoke")
+
+    @staticmethod
+    def revoke_all(conn: Connection, *, user_id: str | None = None, client_id: str | None = None,
+                   now_us: int | None = None) -> int:
+        """Revoke every unexpired token (access and refresh) of a user or of a client; the count."""
+        if (user_id is None) == (client_id is None):
+            raise ValueError("revoke the tokens of one user or of one client")
+        now_us = int(time.time() * 1_000_000) if now_us is None else now_us
+        who = T.c.user_id == user_id if user_id is not None else T.c.client_id == client_id
+        n = conn.execute(update(T).where(who, T.c.revoked.is_(False), T.c.expires > now_us)
+                         .values(revoked=True)).rowcount
+        revocation.record(conn, ("user", user_id) if user_id is not None else ("client", str(client_id)),
+                          by="revoke", now_us=now_us)
+        return n
 
     @staticmethod
     def find(conn: Connection, token_key: str) -> Any:

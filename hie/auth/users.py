@@ -117,10 +117,14 @@ def add_user(
 
 
 def reset_user(conn: Connection, box: pw.SecretBox, username: str, *, password: str | None = None) -> Enrolment:
-    """Operator reset: new password, TOTP seed and recovery codes; unlock."""
+    """Operator reset: new password, TOTP seed and recovery codes; unlock. Every token the
+    user holds is revoked (a reset follows a lost or compromised factor)."""
+    from hie.auth.tokens import TokenService
+
     user = get_by_username(conn, username)
     if user is None:
         raise LookupError(f"no user {username!r}")
+    TokenService.revoke_all(conn, user_id=user.user_id)
     password = password or pw.new_password()
     secret = pw.new_totp_secret()
     codes = pw.new_recovery_codes()
@@ -130,6 +134,19 @@ def reset_user(conn: Connection, box: pw.SecretBox, username: str, *, password: 
         active=True,
     ))
     return Enrolment(user, password, secret, pw.totp_uri(secret, username), codes)
+
+
+def set_user_active(conn: Connection, username: str, active: bool) -> User:
+    """Enable or disable a user; a disabled user cannot log in, and their tokens stop working
+    on every process within the token check interval (:mod:`hie.auth.revocation`)."""
+    from hie.auth.revocation import record
+
+    user = get_by_username(conn, username)
+    if user is None:
+        raise LookupError(f"no user {username!r}")
+    conn.execute(update(U).where(U.c.user_id == user.user_id).values(active=active))
+    record(conn, ("user", user.user_id), by="user-active")
+    return user
 
 
 class LoginFailed(Exception):
