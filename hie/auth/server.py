@@ -561,7 +561,8 @@ class HieAuthorizationServer(AuthorizationServer):
             assert user is not None
             contexts = contexts_for_user(user)
         granted = sc.grant(scope, client.scope, contexts=contexts)
-        if user is not None and user.launch_patient and "launch/patient" in (scope or "").split():
+        if (user is not None and user.launch_patient and "launch/patient" in (scope or "").split()
+                and "launch/patient" not in granted):  # granted already when the client may have it
             granted.append("launch/patient")
         if not any(sc.parse_one(s) for s in granted):
             raise InvalidScopeError(f"None of the requested scopes can be granted to this client: {scope!r}")

@@ -153,8 +153,8 @@ def test_authorization_code_pkce_totp_login_refresh_revoke_introspect(live):
     assert location.startswith(redirect) and parse_qs(urlsplit(location).query)["state"] == [state]
     token = app.fetch_token(f"{live.url}/auth/token", authorization_response=location, code_verifier=verifier)
     assert token["patient"] == "p1" and token["need_patient_banner"] is True
-    assert set(token["scope"].split()) == {"openid", "fhirUser", "offline_access", "launch/patient", "patient/*.rs",
-                                           "user/Observation.rs"}
+    assert sorted(token["scope"].split()) == sorted(["openid", "fhirUser", "offline_access", "launch/patient",
+                                                     "patient/*.rs", "user/Observation.rs"])  # each once (issue 13)
     jwks = httpx.get(f"{live.url}/auth/jwks").json()
     id_token = jwt.decode(token["id_token"], KeySet.import_key_set(jwks), algorithms=["RS256"])
     assert id_token.claims["fhirUser"] == f"{live.fhir}/Practitioner/pr1"
@@ -177,7 +177,7 @@ def test_authorization_code_pkce_totp_login_refresh_revoke_introspect(live):
     old_refresh = token["refresh_token"]
     new = app.refresh_token(f"{live.url}/auth/token", refresh_token=old_refresh)
     assert new["access_token"] != token["access_token"] and new["refresh_token"] != old_refresh
-    assert new["patient"] == "p1"
+    assert new["patient"] == "p1" and sorted(new["scope"].split()) == sorted(token["scope"].split())
     assert app.get(f"{live.fhir}/Observation/obs-p1").status_code == 200
     with pytest.raises(OAuth2Error):
         app.refresh_token(f"{live.url}/auth/token", refresh_token=old_refresh)  # rotated away
