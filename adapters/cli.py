@@ -28,12 +28,12 @@ ingest_app = typer.Typer(help="Dead-letter store of the feeds: list and replay f
 _DB = typer.Option(None, envvar="HIE_DATABASE_URL", help="Database URL (default: the node's configuration).")
 
 
-def _node(database_url: str | None):  # noqa: ANN202
-    from hie.app import Node
+def _node(database_url: str | None, *, create: bool = False):  # noqa: ANN202
+    """The node (hie.cli_support.open_node): the import and the listener may start a new
+    region (and say so); the dead-letter commands need an existing one."""
+    from hie.cli_support import open_node
 
-    node = Node.open(database_url)
-    node.upgrade()
-    return node
+    return open_node(database_url, create=create)
 
 
 def _print_report(report, show_all: bool) -> None:  # noqa: ANN001
@@ -78,10 +78,10 @@ def import_ssmix2(
         check_facility(facility)
     except V2Error as err:
         raise typer.BadParameter(err.reason, param_hint="--facility") from None
-    node = _node(database_url)
+    node = _node(database_url, create=True)
     try:
         feed = _feed(node, facility_names={facility: facility_name} if facility_name else {})
-    except typer.Exit:
+    except BaseException:
         node.close()
         raise
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops like Ctrl-C (systemd, Docker)
@@ -143,7 +143,7 @@ def listen_mllp(
     except OptionError as err:
         _refuse(str(err), 2)
     logging.basicConfig(level=logging.INFO)
-    node = _node(database_url)
+    node = _node(database_url, create=True)
     try:
         proc = Processor(node, facility, senders=allow, default_charset=charset)
     except FeedKeyError as err:
@@ -188,8 +188,9 @@ STATUSES = ("failed", "replayed", "all")
 
 
 def _choice(option: str, value: str | None, allowed: tuple[str, ...]) -> None:
-    if value is not None and value not in allowed:
-        _refuse(f"{option}: {value!r} is not one of {', '.join(allowed)}", 2)
+    from hie.cli_support import choice
+
+    choice(option, value, allowed)
 
 
 def _feed(node, **kwargs):  # noqa: ANN001, ANN003, ANN202
@@ -204,9 +205,10 @@ def _feed(node, **kwargs):  # noqa: ANN001, ANN003, ANN202
 
 
 def _refuse(message: str, code: int) -> NoReturn:
-    """One line on stderr (never wrapped), then exit with ``code``."""
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+    """One line on stderr (never wrapped), exit ``code``: the CLI's one error path (hie.cli.run)."""
+    from hie.cli_support import CliError
+
+    raise CliError(message, code)
 
 
 async def _listen(proc, host: str, port: int, ssl_ctx) -> None:  # noqa: ANN001

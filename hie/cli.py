@@ -1,7 +1,8 @@
 """The ``hie`` command line: serve the node, migrate the database, load data, reindex.
 
 The adapters' sub-commands (``hie import``, ``hie listen``, ``hie ingest``) are
-registered here when their package is present.
+registered here when their package is present. :func:`run` is the one error path of every
+command (:mod:`hie.cli_support`): one line, exit 1 or 2, a traceback only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -23,12 +24,20 @@ app = typer.Typer(help="Regional health-information-exchange node (FHIR R4).", n
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 console = Console(stderr=True)
+_STATE = {"debug": False}
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
-def _node(database_url: str | None = None):  # noqa: ANN202
-    from hie.app import Node
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", envvar="HIE_DEBUG",
+                                     help="Show the traceback of an unexpected error.")) -> None:
+    _STATE["debug"] = debug
 
-    return Node.open(database_url)
+
+def _node(database_url: str | None = None, *, create: bool = False):  # noqa: ANN202
+    from hie.cli_support import open_node
+
+    return open_node(database_url, create=create)
 
 
 def _has_data(node) -> bool:  # noqa: ANN001
@@ -51,9 +60,8 @@ def db_upgrade(database_url: str = typer.Option(None, envvar="HIE_DATABASE_URL",
     """Create or migrate the database schema to the latest version."""
     from hie.storage.migrate import current
 
-    node = _node(database_url)
+    node = _node(database_url, create=True)
     try:
-        node.upgrade()
         console.print(f"Database at revision [bold]{current(node.engine)}[/] ({node.engine.url.render_as_string()})")
     finally:
         node.close()
@@ -62,10 +70,10 @@ def db_upgrade(database_url: str = typer.Option(None, envvar="HIE_DATABASE_URL",
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
-    port: int = typer.Option(8080, help="TCP port."),
-    workers: int = typer.Option(1, help="Worker processes (stateless; they share the database)."),
+    port: int = typer.Option(8080, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (stateless; they share the database)."),
     no_demo: bool = typer.Option(False, "--no-demo", help="Do not load the demo region into an empty database."),
-    log_level: str = typer.Option("info", help="Log level."),
+    log_level: str = typer.Option("info", help="Log level: " + ", ".join(LOG_LEVELS) + "."),
     audit_flusher: str = typer.Option(
         "process", help="Where audit records are stored and chained: 'process' (a supervised "
         "flusher process; the servers only journal) or 'thread' (inside each server)."),
@@ -73,8 +81,12 @@ def serve(
     """Run the FHIR server (migrates the database; loads the demo region on first start)."""
     import uvicorn
 
-    node = _node()
-    node.upgrade()
+    from hie.cli_support import choice
+
+    choice("--audit-flusher", audit_flusher, ("process", "thread"))
+    choice("--log-level", log_level, LOG_LEVELS)
+    _check_port(host, port)
+    node = _node(create=True)
     if not no_demo and not _has_data(node):
         load_demo(node)
     if not no_demo:
@@ -101,6 +113,25 @@ def serve(
     finally:
         if supervisor is not None:
             supervisor.stop()
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another process holds before migrating or loading anything."""
+    import socket
+
+    from hie.cli_support import CliError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise CliError(f"--host: cannot resolve {host!r} ({exc.strerror or exc})", 2) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise CliError(f"--port: cannot listen on {host}:{port}: {exc.strerror or exc}", 1) from None
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -157,8 +188,7 @@ def load(
     """Load FHIR Bundles, single resources or NDJSON files; print what was stored and rejected."""
     from hie.loader import default_workers, iter_files, load_paths
 
-    node = _node()
-    node.upgrade()
+    node = _node(create=True)
     files = list(iter_files(paths))
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -198,7 +228,6 @@ def reindex() -> None:
     from hie.storage.db import write_tx
 
     node = _node()
-    node.upgrade()
     node.system_use("reindex")  # reads every stored resource as the system principal
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as progress:
@@ -235,9 +264,39 @@ def _register_subcommands() -> None:
 _register_subcommands()
 
 
+def run(argv: list[str] | None = None) -> int:
+    """Run one ``hie`` command; every failure is one line on stderr and a non-zero status
+    (2: usage, 1: runtime); ``--debug`` (or HIE_DEBUG=1) re-raises unexpected errors."""
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    from hie.cli_support import CliError, print_traceback, report
+
+    _STATE["debug"] = False
+    try:
+        code = app(args=argv, prog_name="hie", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)  # the group's help
+        return 2
+    except ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the one error path
+        if _STATE["debug"] and not isinstance(exc, CliError):
+            print_traceback(exc)
+        return report(exc)
+    return code if isinstance(code, int) else 0
+
+
 def main() -> None:  # pragma: no cover - console entry
     logging.basicConfig(level=os.environ.get("HIE_LOG_LEVEL", "WARNING"))
-    app()
+    sys.exit(run())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,11 +13,9 @@ console = Console(stderr=True)
 
 
 def _node():  # noqa: ANN202
-    from hie.app import Node
+    from hie.cli_support import open_node
 
-    node = Node.open()
-    node.upgrade()
-    return node
+    return open_node()
 
 
 @audit_app.command("verify")

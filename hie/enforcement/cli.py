@@ -16,13 +16,12 @@ console = Console()
 
 def _call(name: str, level: str, *, res_type: str | None = None, res_id: str | None = None,
           params: list[tuple[str, str]] | None = None, method: str = "GET") -> dict:
-    from hie.app import Node
+    from hie.cli_support import open_node
     from hie.interactions import operations as ops
     from hie.principal import SYSTEM
 
-    node = Node.open()
+    node = open_node()
     try:
-        node.upgrade()
         op = ops.find(name, level, res_type)
         node.system_use("maintenance", f"hie consent: ${name} ({method})")  # as the system principal
         with node.context(SYSTEM, write=op.write) as ctx:
@@ -36,8 +35,9 @@ def _call(name: str, level: str, *, res_type: str | None = None, res_id: str | N
 @consent_app.command("disaster")
 def disaster(mode: str = typer.Argument("status", help="on | off | status")) -> None:
     """Switch the region-wide disaster mode (disaster-response accounts see emergency data)."""
-    if mode not in ("on", "off", "status"):
-        raise typer.BadParameter("mode must be on, off or status")
+    from hie.cli_support import choice
+
+    choice("mode", mode, ("on", "off", "status"))
     body = _call("disaster-mode", "system", params=[("mode", mode)] if mode != "status" else [],
                  method="POST" if mode != "status" else "GET")
     console.print(f"disaster mode: [bold]{body['parameter'][0]['valueCode']}[/]")
@@ -46,7 +46,13 @@ def disaster(mode: str = typer.Argument("status", help="on | off | status")) -> 
 @consent_app.command("break-glass-report")
 def break_glass_report(since: str = typer.Option(None, help="Only declarations since this date/instant.")) -> None:
     """Every break-the-glass declaration (who, facility, patient, reason, time, expiry)."""
-    body = _call("break-glass-report", "system", params=[("since", since)] if since else [])
+    from hie.cli_support import usage
+    from hie.errors import InvalidRequest
+
+    try:
+        body = _call("break-glass-report", "system", params=[("since", since)] if since else [])
+    except InvalidRequest as exc:  # the only parameter is --since
+        usage("--since", exc.diagnostics)
     rows = body.get("parameter", [])
     for decl in rows:
         parts = {p["name"]: next(v for k, v in p.items() if k.startswith("value")) for p in decl["part"]}
@@ -61,6 +67,11 @@ def explain(patient: str = typer.Argument(..., help="Patient id"),
             facility: str = typer.Argument(..., help="10-digit medical-institution code of the viewer"),
             resource: str = typer.Option(None, help="Type/id of one record to decide")) -> None:
     """Which consent provisions let a facility see a patient's records, and why."""
+    from hie.cli_support import facility_code
+
+    facility_code("facility", facility)
+    if resource is not None and (resource.count("/") != 1 or not all(resource.split("/"))):
+        raise typer.BadParameter(f"{resource!r} is not Type/id", param_hint="--resource")
     params = [("facility", facility)] + ([("resource", resource)] if resource else [])
     body = _call("consent-explain", "instance", res_type="Patient", res_id=patient, params=params)
     console.print(next(p["valueString"] for p in body["parameter"] if p["name"] == "explanation"))

@@ -22,11 +22,9 @@ console = Console()
 
 
 def _node() -> Any:
-    from hie.app import Node
+    from hie.cli_support import open_node
 
-    node = Node.open()
-    node.upgrade()
-    return node
+    return open_node()
 
 
 def _operator(name: str | None) -> Principal:
@@ -35,16 +33,13 @@ def _operator(name: str | None) -> Principal:
 
 
 def _run(operator: str | None, fn: Any) -> Any:
-    from hie.errors import FhirError
-
+    """Run an identity action; its FhirError (unknown patient, item, event) is the one-line
+    error of :func:`hie.cli.run`, exit 1."""
     node = _node()
     principal = _operator(operator)
     try:
         with node.context(principal, write=True) as ctx:
             return fn(node.identity, ctx.repo.conn, principal.user_id)
-    except FhirError as err:
-        console.print(f"[red]{err.diagnostics}[/]")
-        raise typer.Exit(code=1) from None
     finally:
         node.close()
 
@@ -58,14 +53,20 @@ def _report(result: Any) -> None:
 
 
 OPERATOR = typer.Option(None, "--operator", help="Who acts (recorded in the event log); default: login name.")
+REVIEW_STATUSES = ("open", "linked", "not-a-match", "superseded", "all")
+DECISIONS = ("link", "not-a-match")
 
 
 @identity_app.command("review")
 def review(status: str = typer.Option("open", help="open | linked | not-a-match | superseded | all"),
            limit: int = typer.Option(50, help="Rows to show.")) -> None:
     """List the review queue (pairs in the review band, best score first)."""
+    from hie.cli_support import choice, usage
     from hie.identity import store
 
+    choice("--status", status, REVIEW_STATUSES)
+    if limit < 1:
+        usage("--limit", f"{limit} is not a positive number of rows")
     node = _node()
     try:
         with node.engine.connect() as conn:
@@ -86,6 +87,9 @@ def review(status: str = typer.Option("open", help="open | linked | not-a-match 
 def decide(item: int = typer.Argument(..., help="Review item id."),
            action: str = typer.Argument(..., help="link | not-a-match"), operator: str = OPERATOR) -> None:
     """Resolve a review item."""
+    from hie.cli_support import choice
+
+    choice("action", action, DECISIONS)
     _report(_run(operator, lambda s, conn, who: s.decide(conn, item, action, actor=who)))
 
 
@@ -96,7 +100,11 @@ def link(patient: str = typer.Argument(..., help="Local Patient id."),
          target: str = typer.Option(None, help="Patient id (regional or local) of the person to link to."),
          operator: str = OPERATOR) -> None:
     """Link a facility's patient record to a regional person at the counter."""
+    from hie.cli_support import CliError
     from hie.identity.features import INSURANCE_MEMBER_ID_SYSTEM
+
+    if sum(x is not None for x in (member_id, regional_id, target)) != 1:
+        raise CliError("give exactly one of --member-id, --regional-id, --target", 2)
 
     def act(s: Any, conn: Any, who: str) -> Any:
         system, value = (INSURANCE_MEMBER_ID_SYSTEM, member_id) if member_id else (
@@ -130,8 +138,12 @@ def unmerge(event: int = typer.Argument(..., help="The merge event id."), operat
 def events(patient: str = typer.Option(None, help="Only events about this Patient id."),
            limit: int = typer.Option(50)) -> None:
     """Show the identity event log, newest first."""
+    from hie.cli_support import usage
     from hie.clock import instant
     from hie.identity import store
+
+    if limit < 1:
+        usage("--limit", f"{limit} is not a positive number of rows")
 
     node = _node()
     try:
