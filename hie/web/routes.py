@@ -30,6 +30,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from hie.errors import FhirError, Forbidden, NotFound, Unauthenticated
+from hie.principal import Principal
 from hie.web import audit, views
 from hie.web.i18n import catalogue, lang_of
 from hie.web.pages import status_text
@@ -78,10 +79,11 @@ class Pages:
             resp.set_cookie("hie_lang", lang, samesite="lax", path="/", secure=self.secure(request))
         return resp
 
-    def message(self, request: Request, session: Session | None, key: str, status: int, detail: str = "") -> Response:
+    def message(self, request: Request, session: Session | None, key: str, status: int, detail: str = "",
+                glass_link: str | None = None) -> Response:
         t = catalogue(lang_of(request.query_params.get("lang"), request.cookies.get("hie_lang")))
         return self.render(request, "message.html", session=session, status=status, heading=t["error"],
-                           message=t.get(key, key) + (f" ({detail})" if detail else ""))
+                           message=t.get(key, key) + (f" ({detail})" if detail else ""), glass_link=glass_link)
 
     @staticmethod
     def headers() -> dict[str, str]:
@@ -156,7 +158,9 @@ def _login_routes(router: APIRouter, pages: Pages) -> None:
     async def logout(request: Request) -> Response:
         session = pages.session(request)
         form = await _form(request)
-        if session is not None and pages.csrf_ok(session, form):
+        if session is not None and not pages.csrf_ok(session, form):
+            return pages.message(request, session, "expired", 400)
+        if session is not None:
             pages.sessions.drop(session)
         resp = RedirectResponse("/viewer/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/viewer")
@@ -180,6 +184,7 @@ def _guarded(pages: Pages, request: Request, session: Session, build: Any,
     hidden or unknown patient is the same 404 page, a missing scope 403."""
     from hie.web.session import principal
 
+    p: Principal | None = None
     try:
         p = principal(pages.node, session, origin_of(pages.node, request), pages.address(request))
         return build(p)
@@ -187,11 +192,20 @@ def _guarded(pages: Pages, request: Request, session: Session, build: Any,
         pages.sessions.drop(session)
         return pages.start_login(request, next_path=request.url.path)
     except NotFound:
-        return pages.message(request, session, "not_found", 404)
+        glass_link = f"/viewer/patient/{patient_id}/glass" if patient_id and _emergency(pages, p) else None
+        return pages.message(request, session, "not_found", 404, glass_link=glass_link)
     except Forbidden as exc:
         return pages.message(request, session, "error", 403, exc.diagnostics)
     except FhirError as exc:
         return pages.message(request, session, "error", exc.status, exc.diagnostics)
+
+
+def _emergency(pages: Pages, p: Principal | None) -> bool:
+    """Whether ``p`` may ask to break the glass (:class:`consent.policy.BreakGlassRule` roles)."""
+    from consent.policy import DEFAULT_POLICY
+
+    rule = getattr(pages.node.policy, "policy", DEFAULT_POLICY).break_glass
+    return p is not None and p.organization_id is not None and bool(p.roles & rule.roles)
 
 
 def _patient_routes(router: APIRouter, pages: Pages) -> None:

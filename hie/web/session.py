@@ -50,10 +50,12 @@ class ViewerError(Exception):
 
 @dataclass
 class Glass:
-    """An active break-the-glass declaration of this session."""
+    """An active break-the-glass declaration of this session. The session's access token is
+    then the emergency-purpose one the declaration was made with (a refresh rotates the
+    refresh token, which ends the tokens issued under the previous one); when that token is
+    replaced by an ordinary one, the glass ends."""
 
     patient_id: str
-    access_token: str
     reason: str
     purpose: str
     expires: float
@@ -179,7 +181,7 @@ def _token_request(node: Any, origin: str, form: list[tuple[str, str]]) -> dict[
     return data
 
 
-def _keep(session: Session, token: dict[str, Any]) -> None:
+def keep(session: Session, token: dict[str, Any]) -> None:
     session.access_token = token["access_token"]
     session.refresh_token = token.get("refresh_token") or session.refresh_token
     session.token_expires = time.time() + int(token.get("expires_in", 0))
@@ -197,7 +199,7 @@ def finish_login(node: Any, session: Session, origin: str, *, code: str, state: 
         ("client_id", pending["client_id"]), ("code_verifier", pending["verifier"])])
     session.pending = {}
     session.csrf = secrets.token_urlsafe(24)  # a new CSRF token for the logged-in session
-    _keep(session, token)
+    keep(session, token)
     if session.launch_patient:
         return f"/viewer/patient/{session.launch_patient}"
     return pending.get("next") or "/viewer/"
@@ -232,7 +234,7 @@ def principal(node: Any, session: Session, origin: str, address: str | None, *, 
         if token is not None or not session.refresh_token:
             raise
     try:
-        _keep(session, refresh(node, session, origin))
+        keep(session, refresh(node, session, origin))
     except ViewerError as exc:
         from hie.errors import Unauthenticated
 

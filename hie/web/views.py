@@ -18,7 +18,7 @@ from hie.summary.medications import DRUG_SYSTEMS
 from hie.summary.record import TYPES, collect
 from hie.web import audit, fhir, pages as blocks
 from hie.web.i18n import catalogue, lang_of
-from hie.web.session import Glass, Session, ViewerError, refresh
+from hie.web.session import Glass, Session, ViewerError, keep, refresh
 from hie.web.wareki import age_on, format_both
 
 #: The scopes a patient page needs: what ``collect`` reads, checked as the API checks them.
@@ -144,36 +144,30 @@ def search_page(pages: Any, request: Any, session: Session, principal: Principal
 # -- the patient page --------------------------------------------------------------------
 
 
-def _glass_principal(pages: Any, request: Any, session: Session, patient_id: str) -> Principal | None:
-    from hie.web.routes import origin_of
-    from hie.web.session import principal
+def _glass_active(pages: Any, session: Session, principal: Principal, patient_id: str) -> Glass | None:
+    """The session's break-the-glass for ``patient_id``, while its emergency-purpose token is
+    the one in use and the declaration has not expired."""
+    from consent.policy import DEFAULT_POLICY
 
     g = session.glass
-    if g is None or g.patient_id != patient_id:
-        return None
-    if g.expires < time.time():
-        session.glass = None
-        return None
-    try:
-        return principal(pages.node, session, origin_of(pages.node, request), pages.address(request),
-                         token=g.access_token)
-    except FhirError:
-        session.glass = None
-        return None
+    rule = getattr(pages.node.policy, "policy", DEFAULT_POLICY).break_glass
+    if g is not None and (g.expires < time.time() or not rule.is_emergency_purpose(principal.purpose_of_use)):
+        session.glass = g = None
+    return g if g is not None and g.patient_id == patient_id else None
 
 
 def patient_page(pages: Any, request: Any, session: Session, principal: Principal, patient_id: str) -> Any:
     node, lang, base = pages.node, _lang(request), _base(pages, request)
-    acting = _glass_principal(pages, request, session, patient_id) or principal
+    _glass_active(pages, session, principal, patient_id)
+    acting = principal
     record = fhir.with_repo(node, acting, PAGE_NEEDS, lambda repo: collect(repo, patient_id, base_url=base),
                             base_url=base)
     view = blocks.patient_view(record, lang, _today(node), node.clock.now_us())
     audit.record(pages.recorder, audit.page_event(node, acting, page="patient", patient_id=patient_id,
                                                   shown=view["shown"], address=pages.address(request)))
-    from consent.policy import DEFAULT_POLICY
+    from hie.web.routes import _emergency
 
-    rule = getattr(node.policy, "policy", DEFAULT_POLICY).break_glass
-    may_glass = bool(principal.roles & rule.roles) and principal.organization_id is not None
+    may_glass = _emergency(pages, principal)
     facility = request.query_params.get("facility", "")
     return pages.render(request, "patient.html", session=session, v=view, patient_id=patient_id,
                         may_glass=may_glass, facility=facility)
@@ -213,7 +207,8 @@ def declare_glass(pages: Any, request: Any, session: Session, patient_id: str, f
     from consent.policy import DEFAULT_POLICY
 
     rule = getattr(node.policy, "policy", DEFAULT_POLICY).break_glass
-    session.glass = Glass(patient_id, token["access_token"], reason, purpose,
+    keep(session, token)  # the emergency-purpose token is the session's from now on
+    session.glass = Glass(patient_id, reason, purpose,
                           time.time() + min(rule.duration.total_seconds(), float(token.get("expires_in", 3600))))
     audit.record(pages.recorder, audit.page_event(node, p, page="break-glass", patient_id=patient_id, shown=[],
                                                   address=pages.address(request)))

@@ -71,7 +71,7 @@ def format_wareki(value: str | None, lang: str = "ja") -> str:
         return ""
     if lang == "en":
         out = f"{w.era_en} {w.year}"
-        return out + (f", {d.month:02d}" if precision >= 2 else "") + (f"-{d.day:02d}" if precision == 3 else "")
+        return out + (f"-{d.month:02d}" if precision >= 2 else "") + (f"-{d.day:02d}" if precision == 3 else "")
     out = f"{w.era}{w.year_ja}年"
     return out + (f"{d.month}月" if precision >= 2 else "") + (f"{d.day}日" if precision == 3 else "")
 
