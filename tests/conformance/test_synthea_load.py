@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from hie.loader import load_paths
 from hie.storage.tables import resource, resource_version
+from tests.summary.corpus_check import check_every_patient_summary
 from tests.support import require_corpus
 
 pytestmark = [pytest.mark.corpus, pytest.mark.slow]
@@ -69,3 +70,5 @@ def test_synthea_loads_with_expected_counts_and_reload_is_idempotent(node):
     assert sum(again.created.values()) == 0 and sum(again.updated.values()) == 0
     assert sum(again.unchanged.values()) == 19553
     assert db_state(node) == (counts, versions, digest)
+    # issue 14: $summary on every patient, on the corpus just loaded (tests/summary/corpus_check.py)
+    assert check_every_patient_summary(node, bundles) == 100
