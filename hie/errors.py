@@ -79,7 +79,7 @@ class InvalidResource(FhirError):
 
 
 class UnknownResourceType(FhirError):
-    status, issue_code, hie_code = 404, "not-supported", "HIE-1003"
+    status, issue_code, hie_code = 404, "not-found", "HIE-1003"
 
 
 class IdMismatch(FhirError):
