@@ -19,7 +19,6 @@ Spec: https://hl7.org/fhir/smart-app-launch/backend-services.html ; ADR docs/adr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -31,11 +30,20 @@ err = Console(stderr=True)
 
 
 def _node():  # noqa: ANN202
-    from hie.app import Node
+    from hie.cli_support import open_node
 
-    node = Node.open()
-    node.upgrade()
-    return node
+    return open_node()
+
+
+def _check_scope(scope: str) -> None:
+    """Every scope must be one the node understands (a typo would grant nothing, silently)."""
+    from hie.auth.scopes import OTHER_SCOPES, parse_one
+    from hie.cli_support import usage
+
+    bad = [s for s in scope.split() if s not in OTHER_SCOPES and parse_one(s) is None]
+    if bad or not scope.split():
+        usage("--scope", f"{' '.join(bad) or repr(scope)} is not a SMART scope (e.g. system/*.rs, "
+              "system/Patient.rs, user/*.cruds, openid)")
 
 
 @admin_app.command("add-facility")
@@ -48,13 +56,23 @@ def add_facility(
     region: str = typer.Option(..., help="Region (prefecture or secondary medical area)."),
     fid: str = typer.Option(None, "--id", help="Organization id (default: org-<code>)."),
 ) -> None:
-    """Register a facility as an Organization resource."""
-    from hie.auth.registry import facility
+    """Register a facility as an Organization resource (re-run with the same --id to change it)."""
+    from hie.auth.registry import FACILITY_KINDS, NETWORK_ROLES, facility
+    from hie.cli_support import CliError, choice, facility_code
+    from hie.enforcement.facilities import lookup
     from hie.ingest import ingest_bundle
 
+    facility_code("--code", code)
+    choice("--kind", kind, FACILITY_KINDS)
+    choice("--role", role, NETWORK_ROLES)
     res = facility(fid=fid or f"org-{code}", code=code, name=name, kind=kind, role=role, region=region)
     node = _node()
     try:
+        with node.engine.connect() as conn:
+            same = lookup(conn, code)
+        if same is not None and same.org_id != res["id"]:  # one code is one facility
+            raise CliError(f"--code: {code} is already registered as Organization/{same.org_id} ({same.name}); "
+                           f"give --id {same.org_id} to change that facility", 1)
         ingest_bundle(node, {"resourceType": "Bundle", "type": "transaction", "entry": [
             {"resource": res, "request": {"method": "PUT", "url": f"Organization/{res['id']}"}}]}, source="hie admin")
     finally:
@@ -70,19 +88,31 @@ def add_user_cmd(
     facility: str = typer.Option(None, help="Medical-institution code of the facility they act for."),
     practitioner: str = typer.Option(None, help="Practitioner resource id (clinicians)."),
     patient: str = typer.Option(None, help="Patient resource id (patients)."),
-    role: list[str] = typer.Option([], help="Extra roles (repeatable), e.g. emergency, identity-staff."),
+    role: list[str] = typer.Option([], help="Extra roles (repeatable): operator, registrar, identity-staff, "
+                                    "emergency-clinician, disaster-response."),
 ) -> None:
     """Add a person; prints the password, the TOTP enrolment URI and recovery codes once."""
     from hie.auth.service import AuthService
-    from hie.auth.users import add_user
+    from hie.auth.users import KINDS, add_user, get_by_username
+    from hie.cli_support import USER_ROLES, CliError, choice, choices, facility_code, registered_facility
     from hie.storage.db import write_tx
 
+    choice("--kind", kind, KINDS)
+    choices("--role", role, USER_ROLES)
+    facility_code("--facility", facility)
     node = _node()
     try:
+        registered_facility(node, "--facility", facility)
         with write_tx(node.engine) as conn:
-            e = add_user(conn, AuthService.for_node(node).box, username=username, display_name=name, kind=kind,
-                         organization_code=facility, practitioner_id=practitioner, patient_id=patient,
-                         roles=list(role), now_us=node.clock.now_us())
+            if get_by_username(conn, username) is not None:
+                raise CliError(f"username: a user {username!r} exists already (hie admin reset-user {username} "
+                               "gives them new credentials)", 1)
+            try:
+                e = add_user(conn, AuthService.for_node(node).box, username=username, display_name=name, kind=kind,
+                             organization_code=facility, practitioner_id=practitioner, patient_id=patient,
+                             roles=list(role), now_us=node.clock.now_us())
+            except ValueError as exc:  # a missing --facility or --patient for the kind
+                raise CliError(str(exc), 2) from None
     finally:
         node.close()
     _print_enrolment(e)
@@ -121,20 +151,38 @@ def add_client_cmd(
     facility: str = typer.Option(None, help="Medical-institution code of the facility it acts for."),
     redirect_uri: list[str] = typer.Option([], help="Redirect URIs (apps)."),
     auth_method: str = typer.Option(None, help="private_key_jwt | client_secret_basic | none"),
-    role: list[str] = typer.Option([], help="Roles, e.g. operator, resource-server."),
+    role: list[str] = typer.Option([], help="Roles: operator, resource-server."),
 ) -> None:
     """Register a client; prints its client id (and secret, for secret-authenticated apps)."""
-    from hie.auth.clients import add_client
+    from joserfc.errors import JoseError
+
+    from hie.auth.clients import AUTH_METHODS, KINDS, add_client
+    from hie.cli_support import CLIENT_ROLES, CliError, choice, choices, facility_code, read_json, registered_facility
     from hie.storage.db import write_tx
 
+    choice("--kind", kind, KINDS)
+    choice("--auth-method", auth_method, AUTH_METHODS)
+    choices("--role", role, CLIENT_ROLES)
+    facility_code("--facility", facility)
+    _check_scope(scope)
+    keys = read_json("--jwks", jwks) if jwks else None
+    if keys is not None and not (isinstance(keys, dict) and isinstance(keys.get("keys"), list)):
+        raise CliError(f"--jwks: {jwks} is not a JWKS (an object with a \"keys\" list)", 2)
     node = _node()
     try:
+        registered_facility(node, "--facility", facility)
         with write_tx(node.engine) as conn:
-            client, secret = add_client(
-                conn, name=name, kind=kind, scope=scope, jwks=json.loads(jwks.read_text()) if jwks else None,
-                jwks_uri=jwks_uri, redirect_uris=list(redirect_uri), organization_code=facility,
-                auth_method=auth_method, roles=list(role), now_us=node.clock.now_us(),
-            )
+            try:
+                client, secret = add_client(
+                    conn, name=name, kind=kind, scope=scope, jwks=keys, jwks_uri=jwks_uri,
+                    redirect_uris=list(redirect_uri), organization_code=facility, auth_method=auth_method,
+                    roles=list(role), now_us=node.clock.now_us(),
+                )
+            except ValueError as exc:  # option combinations
+                raise CliError(f"{exc}", 2) from None
+            except JoseError as exc:  # a key set that does not import (public keys only: safe to name)
+                raise CliError(f"--jwks: {jwks}: the key set does not import ({exc.error}: {exc.description})",
+                               2) from None
     finally:
         node.close()
     typer.echo(client.client_id)
@@ -268,11 +316,12 @@ def revoke_tokens(
 def token(
     client: str = typer.Option(None, "--client", help="Client id (default: the node's own client)."),
     scope: str = typer.Option("system/*.rs", help="Scopes, e.g. 'system/Patient.rs system/Observation.rs'."),
-    expires_in: int = typer.Option(300, help="Lifetime in seconds."),
+    expires_in: int = typer.Option(300, min=1, max=86400, help="Lifetime in seconds (1 to 86400)."),
 ) -> None:
     """Print an access token for scripts."""
     from hie.auth.service import AuthService
 
+    _check_scope(scope)
     node = _node()
     try:
         issued = AuthService.for_node(node).token_for_client(client, scope, expires_in=expires_in)
