@@ -91,7 +91,7 @@ def test_search_by_kana_and_number_then_the_patient_page(app):
         assert facility in text
     # one medication row for metformin 250 mg: two prescribers and the pharmacy
     row = re.search(r'<tr class="drug state-current">.*?HOT9 103835401.*?</tr>', page.text, flags=re.S)
-    assert row and row.group(0).count("<li>") == 3 and "不一致" in row.group(0)
+    assert row and row.group(0).count("<li>") == 3 and "用法・用量が施設間で異なる" in row.group(0)
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="trend"' in page.text and "<title id=" in page.text
     en = c.get("/viewer/patient/demo-p1?lang=en")
     assert '<html lang="en">' in en.text and "Medications across facilities" in en.text
