@@ -356,7 +356,7 @@ def _one(op: Operation, locs: list[_Loc]) -> _Loc:
 def _collection(op: Operation, holder: dict[str, Any]) -> tuple[list[Any], _Loc, _Field]:
     """The list the path of an insert or move names (created empty for an insert)."""
     steps = _steps(op)
-    if not steps or steps[-1][0] != "name" or len(steps) < 2:
+    if not steps or steps[-1][0] != "name" or (len(steps) == 1 and steps[0][1][:1].isupper()):
         raise op.error("the path must name a repeating element (ending in its name)", status=400)
     parent = _one(op, _select(op, holder, steps[:-1]))
     value = parent.get()

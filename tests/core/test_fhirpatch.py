@@ -94,6 +94,9 @@ CASES = [
      lambda r: r["name"][0]["family"] == "Sato"),
     ("move within a list", PATIENT, op("move", "Patient.name[0].given", source=0, destination=1),
      lambda r: r["name"][0]["given"] == ["Ichiro", "Taro"]),
+    ("a path without the type starts at the resource", PATIENT,
+     op("insert", "name", index=2, value={"valueHumanName": {"text": "x"}}),
+     lambda r: r["name"][2] == {"text": "x"}),
     ("move whole elements", PATIENT, op("move", "Patient.name", source=1, destination=0),
      lambda r: [n["use"] for n in r["name"]] == ["nickname", "official"]),
 ]
