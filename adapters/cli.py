@@ -71,15 +71,24 @@ def import_ssmix2(
     """Import an SS-MIX2 standardized-storage tree (date order, resumable, idempotent)."""
     from adapters.hl7v2.errors import V2Error
     from adapters.hl7v2.ids import check_facility
-    from adapters.ssmix2.importer import import_tree
+    from adapters.ssmix2.importer import default_state_path, import_tree
+    from hie.cli_support import read_json
     from hie.loader import default_workers
 
     try:
         check_facility(facility)
     except V2Error as err:
         raise typer.BadParameter(err.reason, param_hint="--facility") from None
+    if state is not None and state.exists():
+        read_json("--state", state)  # a damaged state file is named with file:line:col
+    if report_json is not None and not report_json.parent.is_dir():
+        _refuse(f"--report: the directory {report_json.parent} does not exist", 2)
     node = _node(database_url, create=True)
     try:
+        # The default state file lives in the node's data directory (not the working directory).
+        state = state or node.settings.data_dir / "ssmix2-state" / default_state_path(root, facility).name
+        if state.exists():
+            read_json("state file", state)
         feed = _feed(node, facility_names={facility: facility_name} if facility_name else {})
     except BaseException:
         node.close()

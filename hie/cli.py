@@ -98,6 +98,7 @@ def serve(
             console.print(creds.read_text(), markup=False)
     console.print(f"Database: {node.engine.url.render_as_string()}")
     console.print(f"FHIR base: http://{host}:{port}/fhir   (CapabilityStatement: /fhir/metadata)")
+    console.print(f"Clinician viewer: http://{host}:{port}/viewer/   (log in with a clinician's password + TOTP)")
     node.close()
     supervisor = None
     if audit_flusher == "process" and os.environ.get("HIE_AUDIT_FLUSHER") != "thread":
@@ -188,8 +189,12 @@ def load(
     """Load FHIR Bundles, single resources or NDJSON files; print what was stored and rejected."""
     from hie.loader import default_workers, iter_files, load_paths
 
-    node = _node(create=True)
+    from hie.cli_support import CliError
+
     files = list(iter_files(paths))
+    if not files:
+        raise CliError(f"no .json or .ndjson files in {', '.join(map(str, paths))}", 1)
+    node = _node(create=True)
     started = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
