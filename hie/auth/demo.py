@@ -1,7 +1,9 @@
 """Credentials for the demo region (``hie serve`` on an empty database), one user per role:
 an operator (the region: registry, Consents, audit), a clinician of 利根地域中央病院, a
 registrar at the same hospital's counter (records patients' Consents), identity staff of
-羽生総合医療センター (links that facility's patients), a patient (山田太郎, demo-p1); plus the
+羽生総合医療センター (links that facility's patients), a patient (山田太郎, demo-p1), an emergency
+physician of くき歯科医院 (role ``emergency-clinician``: break-the-glass in the viewer, since
+山田太郎's consent excludes that clinic); plus the
 hospital's backend system (an ES384 key pair) and a public viewer app. Each missing user is
 added on start (an older demo database gains the new roles). Secrets are generated, written once to
 ``<data_dir>/demo-credentials.txt`` (mode 0600) and printed at every start; never
@@ -35,6 +37,8 @@ USERS: list[tuple[str, str, str, str | None, str | None, str | None, list[str]]]
     ("demo-identity", "名寄 次郎 (hanyu-general, identity staff)", "staff", IDENTITY_FACILITY_CODE, None, None,
      ["identity-staff"]),
     ("demo-patient", "山田 太郎", "patient", None, None, "demo-p1", []),
+    ("demo-er", "救急 三郎 (kuki-dental, emergency)", "practitioner", "1130000016", "demo-pr2", None,
+     ["emergency-clinician"]),
 ]
 APP_REDIRECT = "http://127.0.0.1:8765/callback"
 
