@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -52,6 +53,7 @@ def test_security_names_the_smart_endpoints_of_this_base(sqlite_node, configured
     with app_at(sqlite_node, configured, origin) as c:
         statement = c.get("/fhir/metadata").json()  # public, no token
         smart = c.get("/fhir/.well-known/smart-configuration").json()
+    CapabilityStatement.model_validate(statement)  # a valid resource, extension included
     security = statement["rest"][0]["security"]
     assert security["cors"] is False
     assert security["service"][0]["coding"] == [{
