@@ -45,6 +45,7 @@ from hie.enforcement.policy import ConsentPolicy  # noqa: E402
 from hie.enforcement.tables import consent_grant, node_setting  # noqa: E402
 from hie.principal import SYSTEM, Principal  # noqa: E402
 from hie.search.registry import SearchRegistry  # noqa: E402
+from hie.storage.db import PG_OPTIONS  # noqa: E402
 from hie.storage.repository import Repository, Write  # noqa: E402
 from hie.storage.tables import resource_version  # noqa: E402
 
@@ -85,6 +86,8 @@ def register_facilities(engine, registry: SearchRegistry, policy: ConsentPolicy)
     with engine.begin() as c:
         repo = Repository(c, SYSTEM, registry=registry, policy=policy, listeners=[facilities.on_write])
         repo.write_batch([Write("update", "Organization", o["id"], o) for o in orgs])
+        # the role rows the access predicate reads (a database prepared by an older tree has none)
+        facilities.sync_roles(c, facilities.directory(c), by="bench", now=int(time.time() * 1_000_000))
     with engine.connect() as c:
         registered = [facilities.lookup(c, code) for code in [*FACILITIES, VIEWER]]
     if not all(f is not None and f.active for f in registered) or not registered[-1].may_view:
@@ -157,7 +160,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=60)
     args = ap.parse_args()
-    engine = create_engine(PG + DB, connect_args={"options": "-c jit=off"})  # as the node's engine
+    engine = create_engine(PG + DB, connect_args={"options": PG_OPTIONS})  # the node's session settings
     consented = prepare(engine)
     registry = SearchRegistry.load_default()
     policy = ConsentPolicy(clock=SystemClock())

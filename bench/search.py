@@ -47,6 +47,7 @@ from hie.search.indexer import _COLUMNS, extract_rows  # noqa: E402
 from hie.search.registry import SearchRegistry  # noqa: E402
 from hie.search.tables import ALL_INDEX_TABLES  # noqa: E402
 from hie.storage.access import AccessPolicy  # noqa: E402
+from hie.storage.db import PG_OPTIONS  # noqa: E402
 from hie.storage.repository import Repository  # noqa: E402
 from hie.storage.tables import metadata  # noqa: E402
 from hie.storage.tables import resource as R  # noqa: E402
@@ -293,7 +294,7 @@ def main() -> None:
         exists = c.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": DB}).first()
         if not exists:
             c.execute(text(f'CREATE DATABASE "{DB}"'))
-    engine = create_engine(PG + DB, connect_args={"options": "-c jit=off"})  # as the node's engine
+    engine = create_engine(PG + DB, connect_args={"options": PG_OPTIONS})  # the node's session settings
     need = args.rebuild or not exists
     if not need:
         with engine.connect() as c:

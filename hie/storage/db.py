@@ -111,7 +111,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             if not dbapi_conn.autocommit:  # an isolation_level execution option reset it
                 dbapi_conn.autocommit = True
 
-    engine._connection_cls = NodeConnection  # type: ignore[misc]
+    engine._connection_cls = NodeConnection
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
