@@ -20,9 +20,9 @@ from hie import __version__
 from hie.auth.server import smart_configuration
 from hie.auth.service import AuthService
 from hie.fhir.types import SUPPORTED_TYPES
+from hie.fhir.validate import UNSUPPORTED_WRITE_TYPES
 from hie.interactions.context import Context
 from hie.interactions.result import Result
-from hie.fhir.validate import UNSUPPORTED_WRITE_TYPES
 from hie.interactions.table import PATIENT_COMPARTMENT, capability_codes
 
 #: Type-level and instance-level interactions implemented for every stored type.
@@ -46,7 +46,7 @@ def security(base_url: str) -> dict[str, Any]:
     """``rest.security`` for the FHIR base ``base_url`` (the request's or ``HIE_BASE_URL``)."""
     conf = smart_configuration(AuthService, base_url.rstrip("/"))
     return {
-        "cors": False,  # the node sends no CORS headers; browser apps go through their own origin
+        "cors": False,  # the node sends no CORS headers: a browser app on another origin cannot call it
         "service": [{
             "coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}],
             "text": "OAuth2 using SMART-on-FHIR profile (see .well-known/smart-configuration)",
@@ -56,7 +56,8 @@ def security(base_url: str) -> dict[str, Any]:
             "extension": [{"url": name, "valueUri": conf[key]} for name, key in _OAUTH_ENDPOINTS],
         }],
         "description": "SMART App Launch 2.0 (authorization code + PKCE) and SMART Backend Services "
-                       "(client_credentials with private_key_jwt); every request needs a bearer token.",
+                       "(client_credentials with private_key_jwt); every FHIR request but metadata needs a "
+                       "bearer token.",
     }
 
 
