@@ -24,6 +24,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from hie.cli_support import CliError
+
 admin_app = typer.Typer(help="Participants, credentials and keys (operator).", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
@@ -222,9 +224,8 @@ def retire_key(kid: str = typer.Argument(..., help="The key id (kid) to retire, 
         AuthService.for_node(node).keys.retire(kid)
         with write_tx(node.engine) as conn:
             record(conn, ("keys", kid), by="hie admin retire-key")
-    except (LookupError, ValueError) as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(code=1) from exc
+    except (LookupError, ValueError) as exc:  # one line, exit 1 (hie.cli.run)
+        raise CliError(str(exc), 1) from None
     finally:
         node.close()
     out.print(f"retired {kid}")
@@ -242,9 +243,8 @@ def _set_active(what: str, name: str, active: bool) -> None:
                 set_user_active(conn, name, active)
             elif not set_client_active(conn, name, active):
                 raise LookupError(f"no client {name!r}")
-    except LookupError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(code=1) from exc
+    except LookupError as exc:  # one line, exit 1 (hie.cli.run)
+        raise CliError(str(exc), 1) from None
     finally:
         node.close()
     out.print(f"{what} {name} {'enabled' if active else 'disabled'}")
@@ -287,8 +287,7 @@ def revoke_tokens(
     from hie.storage.db import write_tx
 
     if sum(x is not None for x in (user, client, jti)) != 1:
-        err.print("[red]give exactly one of --user, --client, --jti[/]")
-        raise typer.Exit(code=2)
+        raise CliError("give exactly one of --user, --client, --jti", 2)
     node = _node()
     try:
         with write_tx(node.engine) as conn:
@@ -304,9 +303,8 @@ def revoke_tokens(
                 n = TokenService.revoke_all(conn, user_id=person.user_id)
             else:
                 n = TokenService.revoke_all(conn, client_id=client)
-    except LookupError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(code=1) from exc
+    except LookupError as exc:  # one line, exit 1 (hie.cli.run)
+        raise CliError(str(exc), 1) from None
     finally:
         node.close()
     out.print(f"revoked {n} token(s)")
@@ -325,9 +323,8 @@ def token(
     node = _node()
     try:
         issued = AuthService.for_node(node).token_for_client(client, scope, expires_in=expires_in)
-    except (LookupError, ValueError) as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(code=1) from exc
+    except (LookupError, ValueError) as exc:  # one line, exit 1 (hie.cli.run)
+        raise CliError(str(exc), 1) from None
     finally:
         node.close()
     typer.echo(issued.token)
