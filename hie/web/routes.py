@@ -9,6 +9,7 @@ principal of the session (:mod:`hie.web.session`).
 | ``GET /viewer/callback`` | the flow's redirect URI: redeems the code, lands on the search |
 | ``POST /viewer/logout`` | ends the session |
 | ``GET /viewer/patient/{id}`` | the patient page |
+| ``GET /viewer/document/{id}`` | a stored document Bundle (IPS, referral letter, discharge summary) |
 | ``GET|POST /viewer/patient/{id}/glass`` | break-the-glass: reason and purpose, then ``$break-glass`` |
 | ``GET /viewer/launch`` | SMART EHR launch (``iss``, ``launch``) |
 | ``POST /viewer/launch-context`` | for EHRs (bearer token): a launch value for a patient |
@@ -216,6 +217,13 @@ def _patient_routes(router: APIRouter, pages: Pages) -> None:
             return pages.start_login(request, next_path=request.url.path)
         return _guarded(pages, request, session,
                         lambda p: views.patient_page(pages, request, session, p, patient_id), patient_id=patient_id)
+
+    @router.get("/viewer/document/{bundle_id}")
+    def document(request: Request, bundle_id: str) -> Response:
+        session = pages.session(request)
+        if session is None or not session.logged_in:
+            return pages.start_login(request, next_path=request.url.path)
+        return _guarded(pages, request, session, lambda p: views.document_page(pages, request, session, p, bundle_id))
 
     @router.get("/viewer/patient/{patient_id}/glass")
     def glass_form(request: Request, patient_id: str) -> Response:

@@ -173,6 +173,28 @@ def patient_page(pages: Any, request: Any, session: Session, principal: Principa
                         may_glass=may_glass, facility=facility)
 
 
+# -- documents ----------------------------------------------------------------------
+
+
+def document_page(pages: Any, request: Any, session: Session, principal: Principal, bundle_id: str) -> Any:
+    """A stored document Bundle (IPS, referral letter, discharge summary), read as the API
+    reads it (404 when hidden); a Bundle that is not a well-formed document is a clear 422."""
+    from hie.web.documents import DocumentError, render
+
+    node, lang = pages.node, _lang(request)
+    _status, bundle = fhir.interact(node, principal, "GET", f"/Bundle/{bundle_id}", base_url=_base(pages, request))
+    try:
+        doc = render(bundle, lang)
+    except DocumentError as exc:
+        return pages.message(request, session, "not_document", 422, str(exc))
+    subject = (((bundle.get("entry") or [{}])[0].get("resource") or {}).get("subject") or {}).get("reference")
+    patient_id = subject.split("/", 1)[1] if isinstance(subject, str) and subject.startswith("Patient/") else None
+    audit.record(pages.recorder, audit.page_event(node, principal, page="document", patient_id=patient_id,
+                                                  shown=[f"Bundle/{bundle_id}"], address=pages.address(request)))
+    header = blocks.header(doc.subject, lang, _today(node)) if doc.subject else None
+    return pages.render(request, "document.html", session=session, d=doc, header=header)
+
+
 # -- break-the-glass -------------------------------------------------------------------
 
 
