@@ -47,7 +47,32 @@ PREGNANCY_CODES = frozenset({"82810-3", "11449-6", "11636-8", "11637-6", "11638-
 RESULT_CATEGORIES = frozenset({"laboratory", "imaging", "procedure", "exam"})
 FUNCTIONAL_CATEGORIES = frozenset({"survey", "activity"})
 
-Picker = Callable[[PatientRecord], list[dict[str, Any]]]
+class Pool:
+    """The record's resources as the pickers need them, each classified once: the valid
+    resources per type, and the valid Observations per section key."""
+
+    def __init__(self, record: PatientRecord) -> None:
+        self.record = record
+        self._valid: dict[str, list[dict[str, Any]]] = {}
+        self._obs: dict[str | None, list[dict[str, Any]]] | None = None
+
+    def of(self, *types: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for t in types:
+            if t not in self._valid:
+                self._valid[t] = [r for r in self.record.by_type.get(t, []) if _valid(r)]
+            out += self._valid[t]
+        return out
+
+    def observations(self, key: str) -> list[dict[str, Any]]:
+        if self._obs is None:
+            self._obs = {}
+            for o in self.of("Observation"):
+                self._obs.setdefault(observation_section(o), []).append(o)
+        return self._obs.get(key, [])
+
+
+Picker = Callable[[Pool], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -69,10 +94,6 @@ def _valid(res: dict[str, Any]) -> bool:
         and status_code(res) != "entered-in-error"
 
 
-def _of(record: PatientRecord, *types: str) -> list[dict[str, Any]]:
-    return [r for t in types for r in record.by_type.get(t, []) if _valid(r)]
-
-
 def observation_section(res: dict[str, Any]) -> str | None:
     """The section key an Observation belongs to, or None."""
     if has_code(res.get("code"), LOINC, PREGNANCY_CODES):
@@ -90,34 +111,34 @@ def observation_section(res: dict[str, Any]) -> str | None:
 
 
 def _observations(key: str, latest: bool = True) -> Picker:
-    def pick(record: PatientRecord) -> list[dict[str, Any]]:
-        items = [o for o in _of(record, "Observation") if observation_section(o) == key]
+    def pick(pool: Pool) -> list[dict[str, Any]]:
+        items = pool.observations(key)
         return latest_per_code(items) if latest else newest_first(items)
     return pick
 
 
-def _results(record: PatientRecord) -> list[dict[str, Any]]:
-    return _observations("results")(record) + newest_first(_of(record, "DiagnosticReport"))
+def _results(pool: Pool) -> list[dict[str, Any]]:
+    return _observations("results")(pool) + newest_first(pool.of("DiagnosticReport"))
 
 
 def _conditions(past: bool) -> Picker:
-    def pick(record: PatientRecord) -> list[dict[str, Any]]:
-        return newest_first([c for c in _of(record, "Condition") if (status_code(c) in PAST) == past])
+    def pick(pool: Pool) -> list[dict[str, Any]]:
+        return newest_first([c for c in pool.of("Condition") if (status_code(c) in PAST) == past])
     return pick
 
 
-def _medications(record: PatientRecord) -> list[dict[str, Any]]:
-    return newest_first([m for m in _of(record, *MEDICATION_TYPES) if m.get("status") != "cancelled"])
+def _medications(pool: Pool) -> list[dict[str, Any]]:
+    return newest_first([m for m in pool.of(*MEDICATION_TYPES) if m.get("status") != "cancelled"])
 
 
 def _with_status(rtype: str, statuses: frozenset[str] | None = None) -> Picker:
-    def pick(record: PatientRecord) -> list[dict[str, Any]]:
-        return newest_first([r for r in _of(record, rtype) if statuses is None or r.get("status") in statuses])
+    def pick(pool: Pool) -> list[dict[str, Any]]:
+        return newest_first([r for r in pool.of(rtype) if statuses is None or r.get("status") in statuses])
     return pick
 
 
-def _functional(record: PatientRecord) -> list[dict[str, Any]]:
-    return _observations("functional")(record) + newest_first(_of(record, "ClinicalImpression"))
+def _functional(pool: Pool) -> list[dict[str, Any]]:
+    return _observations("functional")(pool) + newest_first(pool.of("ClinicalImpression"))
 
 
 SECTIONS: tuple[SectionSpec, ...] = (
@@ -153,4 +174,5 @@ BY_KEY = {s.key: s for s in SECTIONS}
 
 def section_entries(record: PatientRecord) -> list[tuple[SectionSpec, list[dict[str, Any]]]]:
     """Every section with its entries (at most :data:`MAX_ENTRIES`), in IPS order."""
-    return [(spec, spec.pick(record)[:MAX_ENTRIES]) for spec in SECTIONS]
+    pool = Pool(record)
+    return [(spec, spec.pick(pool)[:MAX_ENTRIES]) for spec in SECTIONS]
