@@ -46,7 +46,7 @@ TEXT: dict[str, dict[str, str]] = {
         "encounter": "受診", "observation": "検査", "condition": "傷病名", "procedure": "処置",
         "imaging": "画像検査", "document": "文書", "immunization": "予防接種", "medication": "薬剤",
         "launch_invalid": "起動コンテキストが無効です。",
-        "author": "作成者", "unresolved": "文書内で参照先が見つかりません",
+        "author": "作成者", "show_all": "すべて表示", "unresolved": "文書内で参照先が見つかりません",
         "not_document": "この文書は表示できません",
     },
     "en": {
@@ -87,7 +87,7 @@ TEXT: dict[str, dict[str, str]] = {
         "encounter": "Encounter", "observation": "Lab", "condition": "Problem", "procedure": "Procedure",
         "imaging": "Imaging", "document": "Document", "immunization": "Immunization", "medication": "Medication",
         "launch_invalid": "The launch context is not valid.",
-        "author": "Author", "unresolved": "Reference not found in the document",
+        "author": "Author", "show_all": "Show all", "unresolved": "Reference not found in the document",
         "not_document": "This document cannot be shown",
     },
 }

@@ -108,13 +108,20 @@ def alerts(record: PatientRecord, lang: str) -> list[Line]:
     return [line(record, r, lang) for r in clinical.newest_first(flags)]
 
 
-def timeline(record: PatientRecord, lang: str) -> dict[str, list[Line]]:
-    """Encounters and events, newest first, per source facility (facilities by their newest event)."""
+#: Events shown per facility unless the page asks for all (``?all=1``).
+TIMELINE_PER_FACILITY = 50
+
+
+def timeline(record: PatientRecord, lang: str, limit: int | None = TIMELINE_PER_FACILITY) -> dict[str, list[Line]]:
+    """Encounters and events, newest first, per source facility (facilities by their newest
+    event); at most ``limit`` per facility (None: all)."""
     items = [r for t in TIMELINE_TYPES for r in record.by_type.get(t, [])]
     out: dict[str, list[Line]] = {}
     for res in clinical.newest_first(items):
-        ln = line(record, res, lang)
-        out.setdefault(ln.source, []).append(ln)
+        src = source(record, res)
+        kept = out.setdefault(src, [])
+        if limit is None or len(kept) < limit:
+            kept.append(line(record, res, lang))
     return out
 
 
@@ -159,12 +166,14 @@ def six_info(record: PatientRecord, lang: str, now_us: int) -> list[tuple[str, s
     return out
 
 
-def patient_view(record: PatientRecord, lang: str, today: date, now_us: int) -> dict[str, Any]:
+def patient_view(record: PatientRecord, lang: str, today: date, now_us: int, *,
+                 all_events: bool = False) -> dict[str, Any]:
     """Every block of the patient page, and ``shown``: the references of every resource the
     page displays (named in the page view's AuditEvent)."""
     view: dict[str, Any] = {
         "header": header(record.patient, lang, today), "allergies": allergies(record, lang),
-        "alerts": alerts(record, lang), "timeline": timeline(record, lang), "six": six_info(record, lang, now_us),
+        "alerts": alerts(record, lang), "six": six_info(record, lang, now_us),
+        "timeline": timeline(record, lang, None if all_events else TIMELINE_PER_FACILITY),
         "meds": medications(record, today), "trends": trends(record, lang),
     }
     shown = [f"Patient/{record.patient.get('id')}"]

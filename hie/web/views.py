@@ -162,7 +162,8 @@ def patient_page(pages: Any, request: Any, session: Session, principal: Principa
     acting = principal
     record = fhir.with_repo(node, acting, PAGE_NEEDS, lambda repo: collect(repo, patient_id, base_url=base),
                             base_url=base)
-    view = blocks.patient_view(record, lang, _today(node), node.clock.now_us())
+    all_events = request.query_params.get("all") == "1"
+    view = blocks.patient_view(record, lang, _today(node), node.clock.now_us(), all_events=all_events)
     audit.record(pages.recorder, audit.page_event(node, acting, page="patient", patient_id=patient_id,
                                                   shown=view["shown"], address=pages.address(request)))
     from hie.web.routes import _emergency
@@ -170,7 +171,8 @@ def patient_page(pages: Any, request: Any, session: Session, principal: Principa
     may_glass = _emergency(pages, principal)
     facility = request.query_params.get("facility", "")
     return pages.render(request, "patient.html", session=session, v=view, patient_id=patient_id,
-                        may_glass=may_glass, facility=facility)
+                        may_glass=may_glass, facility=facility, all_events=all_events,
+                        per_facility=blocks.TIMELINE_PER_FACILITY)
 
 
 # -- documents ----------------------------------------------------------------------
