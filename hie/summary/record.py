@@ -50,6 +50,10 @@ INCLUDES: tuple[tuple[str, bool, bool], ...] = (
     ("MedicationAdministration:medication", False, False),
     ("DeviceUseStatement:device", False, False),
 )
+#: What a row's JSON holds when its include spec can add something.
+_NEEDS_INCLUDE = {t: b'"medicationReference"' for t in (
+    "MedicationRequest", "MedicationStatement", "MedicationDispense", "MedicationAdministration")}
+_NEEDS_INCLUDE["DeviceUseStatement"] = b'"device"'
 PAGE = 1000
 _ORG_REFERENCE = re.compile(rb'"reference"\s*:\s*"Organization/([A-Za-z0-9\-.]{1,64})"')
 MAX_ROWS = 10_000
@@ -120,7 +124,7 @@ def collect(repo: Repository, patient_id: str, *, base_url: str | None = None) -
     """Everything :data:`TYPES` holds about ``patient_id`` that ``repo``'s principal may see."""
     patient = repo.read("Patient", patient_id).resource()  # NotFound exactly as a read
     rows, capped = _compartment(repo, patient_id, base_url)
-    rows += repo.include(rows, list(INCLUDES), base_url=base_url) if rows else []
+    rows += _includes(repo, rows, base_url)
     record = PatientRecord(patient=patient, capped=capped, base_url=base_url)
     seen: set[tuple[str, str]] = set()
     org_ids: set[str] = set()
@@ -147,6 +151,14 @@ def _compartment(repo: Repository, patient_id: str, base_url: str | None) -> tup
         if not page.has_next:
             return rows, False
     return rows, True
+
+
+def _includes(repo: Repository, rows: list[Any], base_url: str | None) -> list[Any]:
+    """The include round, for the specs some collected row can use (a Medication only when a
+    row names one by reference: most records carry the medication code inline)."""
+    wanted = [spec for spec in INCLUDES if any(
+        t == spec[0].split(":", 1)[0] and _NEEDS_INCLUDE[t] in c for _pk, t, _i, c in rows)]
+    return repo.include(rows, wanted, base_url=base_url) if wanted else []
 
 
 def _organizations(repo: Repository, record: PatientRecord, ids: list[str],

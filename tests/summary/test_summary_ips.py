@@ -184,3 +184,29 @@ def test_facility_written_entry_carries_its_custodian(demo: Any) -> None:
     assert any(e["resource"].get("identifier") == [{"system": MEDICAL_INSTITUTION_SYSTEM, "value": code}]
                for e in doc["entry"] if e["resource"]["resourceType"] == "Organization")
     assert f"facility {code}" in comp["section"][0]["text"]["div"]
+
+
+def test_referenced_medication_and_device_travel_with_their_entries(demo: Any) -> None:
+    tag = {"tag": [{"system": "http://hie.example.jp/fhir/CodeSystem/custodian", "code": "1110000011"}]}
+    resources = [
+        {"resourceType": "Patient", "id": "sum-ref", "meta": tag},
+        {"resourceType": "Medication", "id": "sum-med", "meta": tag, "code": {"text": "アムロジピン錠5mg"}},
+        {"resourceType": "MedicationRequest", "id": "sum-mr", "meta": tag, "status": "active", "intent": "order",
+         "subject": {"reference": "Patient/sum-ref"}, "medicationReference": {"reference": "Medication/sum-med"}},
+        {"resourceType": "Device", "id": "sum-dev", "meta": tag, "deviceName": [{"name": "ペースメーカー",
+                                                                                "type": "user-friendly-name"}]},
+        {"resourceType": "DeviceUseStatement", "id": "sum-dus", "meta": tag, "status": "active",
+         "subject": {"reference": "Patient/sum-ref"}, "device": {"reference": "Device/sum-dev"}},
+    ]
+    ingest_bundle(demo, {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}} for r in resources]},
+        source="test")
+    with _client(demo) as c:
+        doc = c.get("/fhir/Patient/sum-ref/$summary").json()
+    comp = check_document(doc, "sum-ref")
+    urls = {e["fullUrl"] for e in doc["entry"]}
+    assert {f"{BASE}/Medication/sum-med", f"{BASE}/Device/sum-dev"} <= urls
+    refs = section_refs(comp)
+    assert refs["10160-0"] == ["MedicationRequest/sum-mr"] and refs["46264-8"] == ["DeviceUseStatement/sum-dus"]
+    text = "".join(s["text"]["div"] for s in comp["section"])
+    assert "アムロジピン錠5mg" in text and "ペースメーカー" in text
