@@ -95,7 +95,7 @@ def serve(
         creds = provision(node)
         if creds.exists():
             console.print(f"[bold]Demo credentials[/] ({creds}):")
-            console.print(creds.read_text(), markup=False)
+            typer.echo(creds.read_text().rstrip("\n"), err=True)  # unwrapped: the TOTP URIs stay whole
     console.print(f"Database: {node.engine.url.render_as_string()}")
     console.print(f"FHIR base: http://{host}:{port}/fhir   (CapabilityStatement: /fhir/metadata)")
     console.print(f"Clinician viewer: http://{host}:{port}/viewer/   (log in with a clinician's password + TOTP)")
