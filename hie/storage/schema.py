@@ -8,6 +8,7 @@ from hie.identity import tables as _identity_tables  # noqa: F401  (registers id
 from hie.auth import tables as _auth_tables  # noqa: F401  (clients, users, tokens)
 from hie.audit import tables as _audit_tables  # noqa: F401  (hash chain, checkpoints)
 from hie.enforcement import tables as _enforcement_tables  # noqa: F401  (consent grants, break-glass)
+from hie.web import tables as _web_tables  # noqa: F401  (viewer sessions)
 from hie.storage.tables import metadata
 
 __all__ = ["metadata"]

@@ -143,7 +143,8 @@ def _index(entries: list[Any]) -> dict[str, dict[str, Any]]:
 
 
 def _source(res: dict[str, Any]) -> str:
-    meta = res.get("meta") if isinstance(res.get("meta"), dict) else {}
+    raw = res.get("meta")
+    meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
     for tag in meta.get("tag") or ():
         if isinstance(tag, dict) and str(tag.get("system", "")).endswith("/CodeSystem/custodian"):
             return str(tag.get("display") or tag.get("code") or "")
@@ -175,8 +176,8 @@ def _section(raw: Any, index: dict[str, dict[str, Any]], lang: str, where: str, 
         raise DocumentError(f"{where}: sections nested deeper than {MAX_DEPTH}")
     codings = _codings(raw.get("code"), f"{where}.code")
     code = next((str(c.get("code")) for c in codings if c.get("code")), "")
-    text = raw.get("text") if isinstance(raw.get("text"), dict) else {}
-    div = text.get("div") if isinstance(text.get("div"), str) else ""
+    text: dict[str, Any] = raw["text"] if isinstance(raw.get("text"), dict) else {}
+    div = str(text["div"]) if isinstance(text.get("div"), str) else ""
     empty = clinical.concept_text(raw.get("emptyReason")) if isinstance(raw.get("emptyReason"), dict) else ""
     entries = raw.get("entry") or []
     if not isinstance(entries, list):
@@ -224,7 +225,8 @@ def render(bundle: Any, lang: str = "ja") -> Document:
 
 
 def _human(n: dict[str, Any]) -> str:
-    given = n.get("given") if isinstance(n.get("given"), list) else []
+    raw = n.get("given")
+    given: list[Any] = raw if isinstance(raw, list) else []
     return " ".join(str(x) for x in [*given, n.get("family") or ""]).strip()
 
 

@@ -35,7 +35,8 @@ from hie.principal import Principal
 from hie.web import audit, views
 from hie.web.i18n import catalogue, lang_of
 from hie.web.pages import status_text
-from hie.web.session import Session, SessionStore, ViewerError, authorize_url, finish_login, fhir_base
+from hie.web.session import Session, ViewerError, authorize_url, finish_login, fhir_base
+from hie.web.store import SessionStore
 
 HERE = Path(__file__).resolve().parent
 STATIC = {"viewer.css": "text/css; charset=utf-8", "viewer.js": "text/javascript; charset=utf-8"}
@@ -58,7 +59,7 @@ class Pages:
     def __init__(self, node: Any, recorder: Any) -> None:
         self.node = node
         self.recorder = recorder
-        self.sessions: SessionStore = node.service("viewer_sessions", SessionStore)
+        self.sessions: SessionStore = node.service("viewer_sessions", lambda: SessionStore(node))
 
     def session(self, request: Request) -> Session | None:
         return self.sessions.get(request.cookies.get(COOKIE))
@@ -102,6 +103,7 @@ class Pages:
             url = authorize_url(self.node, session, origin, next_path=next_path, launch=launch, lang=lang)
         except ViewerError as exc:
             return self.message(request, None, "error", 400, str(exc))
+        self.sessions.save(session)
         resp = RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
         resp.set_cookie(COOKIE, sid, httponly=True, samesite="lax", secure=self.secure(request), path="/viewer")
         return resp
@@ -153,6 +155,8 @@ def _login_routes(router: APIRouter, pages: Pages) -> None:
                                   state=q.get("state", ""))
         except ViewerError as exc:
             return pages.message(request, session, "expired", 400, str(exc))
+        finally:
+            pages.sessions.save(session)
         return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
 
     @router.post("/viewer/logout")
@@ -188,7 +192,10 @@ def _guarded(pages: Pages, request: Request, session: Session, build: Any,
     p: Principal | None = None
     try:
         p = principal(pages.node, session, origin_of(pages.node, request), pages.address(request))
-        return build(p)
+        try:
+            return build(p)
+        finally:
+            pages.sessions.save(session)  # a refreshed token, an ended break-the-glass
     except Unauthenticated:
         pages.sessions.drop(session)
         return pages.start_login(request, next_path=request.url.path)
@@ -241,7 +248,13 @@ def _patient_routes(router: APIRouter, pages: Pages) -> None:
             return pages.start_login(request, next_path=f"/viewer/patient/{patient_id}/glass")
         if not pages.csrf_ok(session, form):
             return pages.message(request, session, "expired", 400)
-        return await run_in_threadpool(views.declare_glass, pages, request, session, patient_id, form)
+        def run() -> Response:
+            try:
+                return views.declare_glass(pages, request, session, patient_id, form)
+            finally:
+                pages.sessions.save(session)
+
+        return await run_in_threadpool(run)
 
 
 def _launch_routes(router: APIRouter, pages: Pages) -> None:

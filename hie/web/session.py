@@ -3,11 +3,11 @@ through the node's login page (password + TOTP), and tokens kept on the server.
 
 The browser holds only an opaque session id (cookie ``HttpOnly``, ``SameSite=Lax``,
 ``Secure`` when the node is reached over https); the access and refresh tokens stay in the
-:class:`SessionStore` of the process. Every page turns the session's access token into a
+server-side store (:class:`hie.web.store.SessionStore`). Every page turns the session's access token into a
 principal exactly as the FHIR API does (:meth:`hie.auth.service.AuthService.authenticate_header`),
 so an expired or revoked token is a logged-out session. POST forms carry the session's CSRF
-token. The store is in memory: ``hie serve`` runs one worker by default; with several
-workers, route a browser to one worker (sticky sessions) or sessions are lost on a switch.
+token. The store is the database (:mod:`hie.web.store`, state sealed with the node's secret
+box), so every worker process serves every session.
 
 The client is registered on first use per origin (``hie-viewer-<hash of origin>``, public,
 PKCE, redirect URI ``<origin>/viewer/callback``): only for the configured ``HIE_BASE_URL``'s
@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +39,6 @@ from hie.storage.db import write_tx
 
 SCOPE = "openid fhirUser online_access user/*.rs"
 CLIENT_SCOPE = "openid fhirUser online_access launch launch/patient user/*.rs patient/*.rs"
-SESSION_TTL = 12 * 3600  # seconds: the refresh token's online lifetime
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -76,44 +74,6 @@ class Session:
     @property
     def logged_in(self) -> bool:
         return self.access_token is not None
-
-
-class SessionStore:
-    """Sessions of this process by the hash of their id (the id itself is only in the cookie)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._items: dict[str, Session] = {}
-
-    @staticmethod
-    def _hash(sid: str) -> str:
-        return hashlib.sha256(sid.encode()).hexdigest()
-
-    def new(self) -> tuple[str, Session]:
-        sid = secrets.token_urlsafe(32)
-        s = Session(self._hash(sid), secrets.token_urlsafe(24), time.time())
-        with self._lock:
-            self._expire()
-            self._items[s.sid_hash] = s
-        return sid, s
-
-    def get(self, sid: str | None) -> Session | None:
-        if not sid:
-            return None
-        with self._lock:
-            s = self._items.get(self._hash(sid))
-        if s is None or time.time() - s.created > SESSION_TTL:
-            return None
-        return s
-
-    def drop(self, session: Session) -> None:
-        with self._lock:
-            self._items.pop(session.sid_hash, None)
-
-    def _expire(self) -> None:
-        now = time.time()
-        for key in [k for k, s in self._items.items() if now - s.created > SESSION_TTL]:
-            del self._items[key]
 
 
 def client_id_for(origin: str) -> str:

@@ -1,0 +1,36 @@
+"""Viewer sessions live in the database, sealed: a session started on one worker process is
+served by another (two nodes on one database stand for two workers), and the stored row holds
+no usable token."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from hie.api.app import create_app
+from hie.app import Node
+from hie.web.tables import viewer_session
+from tests.web import viewer_helpers as vh
+
+
+def test_a_session_started_on_one_worker_is_served_by_another_and_is_sealed(web_node):
+    node = web_node
+    vh.load_demo(node)
+    dr = vh.enrol(node, "dr-workers")
+    other = Node(dataclasses.replace(node.settings))  # a second worker process: same database and keys
+    try:
+        with TestClient(create_app(node, audit=False), base_url="http://127.0.0.1") as first:
+            vh.login(first, dr, "dr-workers")
+            cookie = first.cookies.get("hie_viewer")
+        with TestClient(create_app(other, audit=False), base_url="http://127.0.0.1",
+                        cookies={"hie_viewer": cookie}) as second:
+            page = second.get("/viewer/patient/demo-p1", follow_redirects=False)
+            assert page.status_code == 200 and "山田 太郎" in page.text
+        with node.engine.connect() as conn:
+            rows = conn.execute(select(viewer_session.c.sid_hash, viewer_session.c.state)).all()
+        assert rows and all(cookie not in r.sid_hash for r in rows)
+        assert all(b"eyJ" not in r.state and b"access_token" not in r.state for r in rows)  # no JWT, no JSON
+    finally:
+        other.close()
