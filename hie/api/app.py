@@ -255,7 +255,14 @@ def _authenticate_first(node: Any, auth: Callable[[Request], Principal], recorde
         return auth(request)
     except Exception as exc:
         _audit(node, recorder, request, None, exc=exc)
+        if isinstance(exc, FhirError) and _has_body(request):
+            exc.headers = {**exc.headers, "Connection": "close"}  # the unread body is not drained
         raise
+
+
+def _has_body(request: Request) -> bool:
+    h = request.headers
+    return h.get("content-length", "0") != "0" or "chunked" in h.get("transfer-encoding", "").lower()
 
 
 def _reads_body(parsed: Parsed) -> bool:

@@ -2,7 +2,7 @@
 JSON string beyond ``max_element`` bytes is accepted (issue 13; issue 19 item 3).
 
 :class:`BodyLimit` is an ASGI middleware around the whole application (``/fhir``, ``/auth``,
-everything), so no route can read past the limit: a ``Content-Length`` above it is answered
+everything), so no route can read past the limit: a ``Content-Length`` above it is refused
 413 before a byte of the body is read; a body without one (chunked transfer) is counted while
 it arrives and refused at the chunk that crosses the limit. The refusal is an
 OperationOutcome (``HIE-1012``). The element limit is checked where JSON and form bodies are
@@ -18,9 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from hie.errors import BodyTooLarge, ElementTooLong, FhirError
+from hie.errors import BodyTooLarge, ElementTooLong
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -37,7 +35,8 @@ class Limits:
 
     def body_error(self) -> BodyTooLarge:
         return BodyTooLarge(f"The request body is larger than {self.max_body} bytes, the most this node "
-                            f"reads; split it (smaller Bundles) or ask the operator about HIE_MAX_BODY_BYTES")
+                            f"reads; split it (smaller Bundles) or ask the operator about HIE_MAX_BODY_BYTES",
+                            headers={"Connection": "close"})
 
     def check_form(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """Form parameters (``_search`` by POST, operations): each name and value within the
@@ -60,7 +59,14 @@ def _content_length(scope: Scope) -> int | None:
 
 
 class BodyLimit:
-    """ASGI middleware: at most ``limits.max_body`` bytes of any request body are read."""
+    """ASGI middleware: at most ``limits.max_body`` bytes of any request body are read.
+
+    The refusal is raised from ``receive`` in the route that reads the body, so the route's
+    own order holds (a data route authenticates first, then reads) and its error handling
+    answers (an OperationOutcome, audited like any refused FHIR request). A declared
+    ``Content-Length`` over the limit is refused at the first read without taking a byte (and
+    without the ``100 Continue`` a client may wait for); the answer closes the connection, so
+    the rest of the body is not drained either."""
 
     def __init__(self, app: Any, limits: Limits) -> None:
         self.app = app
@@ -71,31 +77,19 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared is not None and (declared < 0 or declared > self.limits.max_body):
-            await _refuse(send, self.limits.body_error())
-            return
         limit = self.limits.max_body
+        refuse_at_once = declared is not None and (declared < 0 or declared > limit)
         received = 0
 
         async def bounded() -> Message:
             nonlocal received
+            if refuse_at_once:
+                raise self.limits.body_error()
             message: Message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    # The route reading the body gets the error (FhirError -> OperationOutcome);
-                    # nothing more is taken from the connection.
                     raise self.limits.body_error()
             return message
 
         await self.app(scope, bounded, send)
-
-
-async def _refuse(send: Any, err: FhirError) -> None:
-    body = orjson.dumps(err.to_outcome())
-    await send({"type": "http.response.start", "status": err.status, "headers": [
-        (b"content-type", b"application/fhir+json; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]})
-    await send({"type": "http.response.body", "body": body})

@@ -207,7 +207,10 @@ def test_declared_length_over_the_limit_is_refused_before_the_body(live):
             f"Content-Type: application/fhir+json\r\nContent-Length: {100 * 1024 * 1024}\r\n\r\n").encode()
     answer = _raw(srv.port, head, [b"{"])
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    assert b"HIE-1012" in answer
+    assert b"HIE-1012" in answer and b"connection: close" in answer.lower()  # the rest is not drained
+    anonymous = head.replace(f"Authorization: Bearer {token}\r\n".encode(), b"")
+    answer = _raw(srv.port, anonymous, [b"{"])
+    assert answer.startswith(b"HTTP/1.1 401") and b"connection: close" in answer.lower(), answer[:300]
 
 
 def test_chunked_body_is_refused_at_the_chunk_that_crosses_the_limit(live):
@@ -246,3 +249,28 @@ def test_nesting_deeper_than_the_bound_is_400_not_500(limited):
         "/fhir/Patient", content=body, headers=FHIR)
     assert r.status_code == 400, r.text[:300]
     assert hie_code(outcome(r)) == "HIE-1002" and "nested deeper" in outcome(r)["diagnostics"]
+
+
+def test_refused_bodies_and_anonymous_posts_are_audited(sqlite_node):
+    from sqlalchemy import select
+
+    from hie.audit.recorder import AuditRecorder
+    from hie.storage.tables import resource
+
+    rec = AuditRecorder(sqlite_node, interval=None)
+    token = system_token(sqlite_node, "system/*.cruds", fhir_base="http://testserver/fhir")
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(create_app(sqlite_node, audit=rec, limits=LIMITS), base_url="http://testserver") as c:
+        assert c.post("/fhir/Patient", content=b"{", headers={**auth, **FHIR}).status_code == 400
+        assert c.post("/fhir/Patient", content=b"{}", headers={**auth, "Content-Type": "text/csv"}).status_code == 415
+        assert c.post("/fhir/Patient", content=b" " * 9000, headers={**auth, **FHIR}).status_code == 413
+        assert c.post("/fhir/Patient", content=b"{}", headers=FHIR).status_code == 401
+    rec.flush()
+    with sqlite_node.engine.connect() as conn:
+        events = [orjson.loads(x) for x in conn.execute(
+            select(resource.c.content).where(resource.c.res_type == "AuditEvent")).scalars()]
+    described = sorted(e.get("outcomeDesc", "") for e in events)
+    assert len(events) == 4, described
+    assert all(e["outcome"] != "0" for e in events)
+    assert any("not valid JSON" in d for d in described) and any("text/csv" in d for d in described)
+    assert any("larger than" in d for d in described)
