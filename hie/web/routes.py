@@ -35,7 +35,7 @@ from hie.principal import Principal
 from hie.web import audit, views
 from hie.web.i18n import catalogue, lang_of
 from hie.web.pages import status_text
-from hie.web.session import Session, ViewerError, authorize_url, finish_login, fhir_base
+from hie.web.session import Session, ViewerError, authorize_url, finish_login, fhir_base, revoke
 from hie.web.store import SessionStore
 
 HERE = Path(__file__).resolve().parent
@@ -166,6 +166,7 @@ def _login_routes(router: APIRouter, pages: Pages) -> None:
         if session is not None and not pages.csrf_ok(session, form):
             return pages.message(request, session, "expired", 400)
         if session is not None:
+            await run_in_threadpool(revoke, node, session, origin_of(node, request))
             pages.sessions.drop(session)
         resp = RedirectResponse("/viewer/login", status_code=303)
         resp.delete_cookie(COOKIE, path="/viewer")

@@ -179,6 +179,20 @@ def refresh(node: Any, session: Session, origin: str, *, purpose: str | None = N
     return token
 
 
+def revoke(node: Any, session: Session, origin: str) -> None:
+    """Logout: revoke the session's refresh token at the node's revocation endpoint (RFC 7009),
+    in process; the access tokens issued under it end with it."""
+    if not session.refresh_token:
+        return
+    server = node.service("authz", lambda: HieAuthorizationServer(node, AuthService.for_node(node)))
+    form = [("token", session.refresh_token), ("token_type_hint", "refresh_token"),
+            ("client_id", client_id_for(origin))]
+    server.create_endpoint_response("revocation", HieRequest(
+        "POST", f"{origin}/auth/revoke", {"content-type": "application/x-www-form-urlencoded"}, [], form,
+        fhir_base=fhir_base(node, origin)))
+    session.refresh_token = session.access_token = None
+
+
 def principal(node: Any, session: Session, origin: str, address: str | None, *, token: str | None = None) -> Principal:
     """The session's principal, as the FHIR API would make it from the bearer token;
     refreshes an expired access token once. Raises :class:`FhirError` (401) when logged out."""

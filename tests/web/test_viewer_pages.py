@@ -129,8 +129,13 @@ def test_logout_needs_the_csrf_token(app):
     c.post("/viewer/logout", data={"csrf": "forged"}, follow_redirects=False)
     assert c.get("/viewer/", follow_redirects=False).status_code == 200  # still logged in
     csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/viewer/").text).group(1)
+    session = node.service("viewer_sessions", lambda: None).get(c.cookies.get("hie_viewer"))
     c.post("/viewer/logout", data={"csrf": csrf}, follow_redirects=False)
     assert c.get("/viewer/", follow_redirects=False).status_code == 303
+    from hie.web.session import ViewerError, refresh
+
+    with pytest.raises(ViewerError):  # the refresh token was revoked at logout
+        refresh(node, session, BASE)
 
 
 def test_callback_with_a_foreign_state_is_refused(app):
