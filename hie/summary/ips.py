@@ -4,7 +4,8 @@
 timestamp): the Composition first (LOINC 60591-5, subject, author = the node as a
 Device, one section per IPS section with data, by LOINC, narratives in Japanese or
 English), then the Patient, the section entries, what they need to be read (their
-Medications and Devices) and the facilities they come from (custodian Organizations).
+Medications and Devices, the same person's other facility records they are about) and the
+facilities they come from (custodian Organizations).
 
 Traceability: every entry keeps its ``meta.source`` and carries its custodian as the
 node's custodian ``meta.tag`` (added to the copy when the stored resource relies on the
@@ -43,7 +44,7 @@ IPS = "http://hl7.org/fhir/uv/ips/StructureDefinition"
 EMPTY_REASON = "http://terminology.hl7.org/CodeSystem/list-empty-reason"
 DEFAULT_BASE = "http://localhost:8080/fhir"
 NODE_DEVICE_NS = uuid.UUID("6f1d3c2a-8e57-4b0e-9a43-0c6d3f0b5e21")
-SUPPORTING = ("Medication/", "Device/")
+SUPPORTING = ("Medication/", "Device/", "Patient/")  # what entries name, carried with them
 
 
 def build_ips(record: PatientRecord, *, now: int | datetime, lang: str = "ja",
@@ -121,9 +122,10 @@ def _shown(record: PatientRecord, sections: list[tuple[SectionSpec, list[dict[st
     for _spec, entries in sections:
         for res in entries:
             shown.setdefault(f"{res['resourceType']}/{res['id']}", _traceable(record, res))
+    main = f"Patient/{record.patient.get('id')}"
     for res in list(shown.values()):
         for ref in references(res):
-            target = record.get(ref) if ref.startswith(SUPPORTING) else None
+            target = record.get(ref) if ref.startswith(SUPPORTING) and ref != main else None
             if target is not None:
                 shown.setdefault(ref, _traceable(record, target))
     for res in [record.patient, *shown.values()]:

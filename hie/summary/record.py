@@ -7,14 +7,19 @@ mode) and nothing else:
 
 1. ``repo.read("Patient", id)``: 404 for a hidden or absent patient (the same answer either
    way), 410 for a deleted one the caller still sees as a tombstone;
-2. the Patient compartment for the summary types (:data:`TYPES`), one statement per page of
-   :data:`PAGE` rows, ordered by storage key, at most :data:`MAX_ROWS` rows (a record larger
-   than that is cut: :attr:`PatientRecord.capped` is set; the summary then shows the first
-   ``MAX_ROWS`` stored resources);
-3. one include round for what the compartment does not hold (``Medication`` named by
+2. the same person's other Patient records the caller may see: every facility's local record
+   carries a ``refer`` link to ``Patient/<person key>`` (docs/identity.md), so one search
+   ``Patient?link=Patient/<key>`` and one ``Patient?_id=<key>`` (the regional Patient) find
+   them; none for a record that belongs to no person yet;
+3. the Patient compartment of each of those records for the summary types (:data:`TYPES`),
+   one statement per page of :data:`PAGE` rows, ordered by storage key, at most
+   :data:`MAX_ROWS` rows in all (a record larger than that is cut:
+   :attr:`PatientRecord.capped` is set; the summary then shows the first ``MAX_ROWS``
+   stored resources);
+4. one include round for what the compartment does not hold (``Medication`` named by
    medication resources, ``Device`` named by ``DeviceUseStatement``);
-4. the custodian of every collected row (``Repository.custodians``, predicate applied);
-5. one Organization search: the custodian facilities (institution code) and every
+5. the custodian of every collected row (``Repository.custodians``, predicate applied);
+6. up to two Organization searches: the custodian facilities (institution code) and every
    Organization the collected resources reference.
 
 Source facility: the custodian column of the stored row is the truth (set at write time,
@@ -32,6 +37,7 @@ from typing import Any
 import orjson
 
 from hie.fhir.naming import MEDICAL_INSTITUTION_SYSTEM
+from hie.identity.model import IDENTITY_TAG_SYSTEM
 from hie.storage.repository import Repository
 from hie.storage.rowmeta import custodian_of
 
@@ -79,6 +85,9 @@ class PatientRecord:
     custodians: dict[str, str | None] = field(default_factory=dict)
     capped: bool = False
     base_url: str | None = None  # the FHIR base the record was collected for
+    #: The person's Patient records the caller may see (``patient`` first): facility records
+    #: and the regional Patient, each of whose compartments was collected.
+    patients: list[dict[str, Any]] = field(default_factory=list)
     _by_code: Any = field(default=None, repr=False, compare=False)
 
     def resources(self) -> Iterator[dict[str, Any]]:
@@ -87,8 +96,8 @@ class PatientRecord:
 
     def get(self, reference: str) -> dict[str, Any] | None:
         """The collected resource ``Type/id`` (the Patient and organizations included)."""
-        if reference == f"Patient/{self.patient.get('id')}":
-            return self.patient
+        if reference.startswith("Patient/"):
+            return next((p for p in [self.patient, *self.patients] if p.get("id") == reference[8:]), None)
         if reference in self.organizations:
             return self.organizations[reference]
         rtype, _, rid = reference.partition("/")
@@ -123,9 +132,15 @@ def institution_codes(org: dict[str, Any]) -> set[str]:
 def collect(repo: Repository, patient_id: str, *, base_url: str | None = None) -> PatientRecord:
     """Everything :data:`TYPES` holds about ``patient_id`` that ``repo``'s principal may see."""
     patient = repo.read("Patient", patient_id).resource()  # NotFound exactly as a read
-    rows, capped = _compartment(repo, patient_id, base_url)
+    patients = _person_records(repo, patient, base_url)
+    rows: list[Any] = []
+    capped = False
+    for p in patients:
+        more, cut = _compartment(repo, str(p["id"]), base_url, MAX_ROWS - len(rows))
+        rows += more
+        capped = capped or cut
     rows += _includes(repo, rows, base_url)
-    record = PatientRecord(patient=patient, capped=capped, base_url=base_url)
+    record = PatientRecord(patient=patient, capped=capped, base_url=base_url, patients=patients)
     seen: set[tuple[str, str]] = set()
     org_ids: set[str] = set()
     for _pk, rtype, rid, content in rows:
@@ -141,11 +156,40 @@ def collect(repo: Repository, patient_id: str, *, base_url: str | None = None) -
     return record
 
 
-def _compartment(repo: Repository, patient_id: str, base_url: str | None) -> tuple[list[Any], bool]:
+def person_key_of(patient: dict[str, Any]) -> str | None:
+    """The regional person a Patient record belongs to: the regional Patient's own id, or the
+    ``refer`` link every local record carries (docs/identity.md)."""
+    tags = (patient.get("meta") or {}).get("tag") or ()
+    if any(t.get("system") == IDENTITY_TAG_SYSTEM and t.get("code") == "regional-person" for t in tags):
+        return str(patient.get("id"))
+    for link in patient.get("link") or ():
+        ref = str((link.get("other") or {}).get("reference") or "")
+        if link.get("type") == "refer" and ref.startswith("Patient/"):
+            return ref.split("/", 1)[1]
+    return None
+
+
+def _person_records(repo: Repository, patient: dict[str, Any], base_url: str | None) -> list[dict[str, Any]]:
+    """``patient`` first, then the same person's other Patient records the caller may see (the
+    other facilities' local records and the regional Patient): one search, or none for a
+    record that belongs to no person yet."""
+    key = person_key_of(patient)
+    if not key:
+        return [patient]
+    out = {str(patient["id"]): patient}
+    for criteria in ([("link", f"Patient/{key}")], [("_id", key)]):
+        page = repo.search("Patient", criteria, count=PAGE, base_url=base_url, total=False)
+        for _pk, _t, rid, content in page.rows:
+            out.setdefault(rid, orjson.loads(content))
+    return list(out.values())
+
+
+def _compartment(repo: Repository, patient_id: str, base_url: str | None, room: int) -> tuple[list[Any], bool]:
+    """Up to ``room`` rows of the Patient compartment (the summary types), and whether more were left."""
     criteria = [("_type", ",".join(TYPES))]
     rows: list[Any] = []
-    while len(rows) < MAX_ROWS:
-        page = repo.search(None, criteria, count=min(PAGE, MAX_ROWS - len(rows)), offset=len(rows),
+    while len(rows) < room:
+        page = repo.search(None, criteria, count=min(PAGE, room - len(rows)), offset=len(rows),
                            compartment=("Patient", patient_id), base_url=base_url, total=False)
         rows.extend(page.rows)
         if not page.has_next:

@@ -210,3 +210,33 @@ def test_referenced_medication_and_device_travel_with_their_entries(demo: Any) -
     assert refs["10160-0"] == ["MedicationRequest/sum-mr"] and refs["46264-8"] == ["DeviceUseStatement/sum-dus"]
     text = "".join(s["text"]["div"] for s in comp["section"])
     assert "アムロジピン錠5mg" in text and "ペースメーカー" in text
+
+
+def test_one_person_across_facilities(demo: Any) -> None:
+    """Two facilities' records of one person (linked by identity through the insurance member
+    id) make one summary; a facility without consent gets only its own part."""
+    from tests.facility_fixtures import register
+    from tests.identity.identity_fixtures import observation, patient
+
+    a, b = "1110000110", "1110000128"
+    register(demo, a, b)
+    tag = {c: {"tag": [{"system": "http://hie.example.jp/fhir/CodeSystem/custodian", "code": c}]} for c in (a, b)}
+    records = [{**patient("sum-pa", a, "001", member="87654321:1:2:01"), "meta": tag[a]},
+               {**patient("sum-pb", b, "777", member="87654321:1:2:01"), "meta": tag[b]},
+               {**observation("sum-oa", "sum-pa"), "meta": tag[a]},
+               {**observation("sum-ob", "sum-pb", 7.0), "meta": tag[b], "effectiveDateTime": "2024-05-01"}]
+    for r in records:  # one transaction each: identity links the second Patient on arrival
+        ingest_bundle(demo, {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"Patient/{r['id']}"
+                                        if r["resourceType"] == "Patient" else f"Observation/{r['id']}"}}]},
+            source="test")
+    with _client(demo) as c:
+        doc = c.get("/fhir/Patient/sum-pa/$summary").json()
+    comp = check_document(doc, "sum-pa")
+    assert section_refs(comp)["30954-2"] == ["Observation/sum-ob"]  # the newer HbA1c, from facility b
+    assert f"{BASE}/Patient/sum-pb" in {e["fullUrl"] for e in doc["entry"]}  # what the entry is about
+    own = Principal(kind="user", name="a", user_id="a", organization_id=a)
+    with demo.context(own, write=False) as ctx:
+        record = collect(ctx.repo, "sum-pa", base_url=BASE)
+    assert [p["id"] for p in record.patients] == ["sum-pa"]
+    assert [o["id"] for o in record.by_type["Observation"]] == ["sum-oa"]
