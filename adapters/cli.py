@@ -61,11 +61,11 @@ def import_ssmix2(
     facility_name: str | None = typer.Option(None, help="Name for the facility Organization if it is new."),
     state: Path | None = typer.Option(None, help="State file (resume / idempotence)."),
     watch: bool = typer.Option(False, "--watch", help="Keep polling for new files."),
-    interval: float = typer.Option(5.0, help="Watch polling interval, seconds."),
+    interval: float = typer.Option(5.0, min=0.1, help="Watch polling interval, seconds."),
     strict_patient_id: bool = typer.Option(False, help="Reject files whose PID-3 differs from the storage patient id."),
     report_json: Path | None = typer.Option(None, "--report", help="Write the per-file report as JSON."),
     show_all: bool = typer.Option(False, "--all", help="List unchanged files too."),
-    workers: int = typer.Option(0, help="Import processes, files partitioned by patient (0 = one per core)."),
+    workers: int = typer.Option(0, min=0, help="Import processes, files partitioned by patient (0 = one per core)."),
     database_url: str | None = _DB,
 ) -> None:
     """Import an SS-MIX2 standardized-storage tree (date order, resumable, idempotent)."""
@@ -124,7 +124,7 @@ def import_ssmix2(
 
 @listen_app.command("mllp")
 def listen_mllp(
-    port: int = typer.Option(2575, "--port", help="TCP port."),
+    port: int = typer.Option(2575, "--port", min=0, max=65535, help="TCP port."),
     host: str = typer.Option("127.0.0.1", help="Address to bind (loopback by default; 0.0.0.0 for every interface)."),
     facility: str | None = typer.Option(None, "--facility",
                                         help="10-digit institution code of every sender (without --senders)."),

@@ -184,7 +184,7 @@ class _AuditFlusherSupervisor:
 def load(
     paths: list[Path] = typer.Argument(..., exists=True, help="Files or directories (.json, .ndjson)."),
     keep_ids: bool = typer.Option(True, help="Use the bundles' urn:uuid identities as logical ids (idempotent loads)."),
-    workers: int = typer.Option(0, help="Loader processes (0 = one per core; 1 = in this process)."),
+    workers: int = typer.Option(0, min=0, help="Loader processes (0 = one per core; 1 = in this process)."),
 ) -> None:
     """Load FHIR Bundles, single resources or NDJSON files; print what was stored and rejected."""
     from hie.loader import default_workers, iter_files, load_paths

@@ -45,7 +45,7 @@ def verify() -> None:
 
 
 @audit_app.command("flusher")
-def flusher(interval: float = typer.Option(0.2, help="Seconds between passes.")) -> None:
+def flusher(interval: float = typer.Option(0.2, min=0.01, help="Seconds between passes.")) -> None:
     """Run the external audit flusher (with HIE_AUDIT_FLUSHER=external on the servers):
     stores, indexes and chains the journals the serving processes close."""
     from hie.audit.recorder import AuditRecorder

@@ -158,6 +158,12 @@ MISTAKES = [
     (["ingest", "replay", "424242"], 1, "no ingest failure with id 424242"),
     (["ingest", "replay", "--default-charset", "nope"], 2, "--default-charset: unknown character set 'nope'"),
     (["listen", "mllp", "--facility", HOSPITAL, "--default-charset", "bogus"], 2, "unknown character set 'bogus'"),
+    (["listen", "mllp", "--facility", HOSPITAL, "--port", "70000"], 2, "'--port'"),
+    (["import", "ssmix2", "FILES/ssmix2", "--facility", HOSPITAL, "--watch", "--interval", "0"], 2, "'--interval'"),
+    (["load", "FILES/bad.json", "--workers", "-1"], 2, "'--workers'"),
+    (["audit", "flusher", "--interval", "-1"], 2, "'--interval'"),
+    (["consent", "explain", "demo-p1", "1399999999"], 1,
+     "No registered, active facility with medical-institution code 1399999999"),
     # the command line itself
     (["bogus"], 2, "No such command 'bogus'"),
     (["admin", "add-user"], 2, "Missing argument 'username'"),
