@@ -287,7 +287,9 @@ def run(argv: list[str] | None = None) -> int:
     except ClickException as exc:
         ctx = getattr(exc, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        typer.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
+        message = " ".join(exc.format_message().split())
+        got = _given(sys.argv[1:] if argv is None else argv, getattr(exc, "param", None), message)
+        typer.echo(f"error: {message}{got}{where}", err=True)
         return exc.exit_code
     except typer.Abort:
         typer.echo("error: aborted", err=True)
@@ -297,6 +299,19 @@ def run(argv: list[str] | None = None) -> int:
             print_traceback(exc)
         return report(exc)
     return code if isinstance(code, int) else 0
+
+
+def _given(argv: list[str], param: object, message: str) -> str:
+    """`` (got '-5')`` for an option value the parser refused, unless ``message`` names it."""
+    for opt in getattr(param, "opts", None) or []:
+        if not opt.startswith("-"):
+            continue
+        for i, arg in enumerate(argv):
+            value = argv[i + 1] if arg == opt and i + 1 < len(argv) else (
+                arg[len(opt) + 1:] if arg.startswith(opt + "=") else None)
+            if value is not None:
+                return "" if value in message else f" (got {value!r})"
+    return ""
 
 
 def main() -> None:  # pragma: no cover - console entry
