@@ -120,7 +120,8 @@ MISTAKES = [
     (["admin", "add-client", "--name", "c", "--auth-method", "bogus"], 2, "--auth-method: 'bogus' is not one of"),
     (["admin", "add-client", "--name", "c"], 2, "private_key_jwt needs a JWKS"),
     # hie admin token and the other admin commands
-    (["admin", "token", "--expires-in", "-5"], 2, "'--expires-in': Input should be greater than or equal to 1 (got '-5')"),
+    (["admin", "token", "--expires-in", "-5"], 2,
+     "'--expires-in': Input should be greater than or equal to 1 (got '-5')"),
     (["admin", "token", "--client", "nope"], 1, "no active client 'nope'"),
     (["admin", "token", "--scope", "bogus"], 2, "--scope: bogus is not a SMART scope"),
     (["admin", "retire-key", "no-such-kid"], 1, "no token signing key 'no-such-kid'"),
