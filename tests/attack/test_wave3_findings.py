@@ -226,3 +226,49 @@ def test_viewer_escapes_patient_names_and_codes(viewer):
     page = c.get("/viewer/patient/xss-p")
     assert page.status_code == 200 and "&lt;script&gt;alert(1)" in page.text
     assert "<script>alert" not in page.text and "<img src=x" not in page.text
+
+
+# -- H7: $summary --------------------------------------------------------------------------
+
+SQLITE_ONLY = pytest.mark.parametrize("node", ["sqlite"], indirect=True)
+
+
+def _ident(value: str) -> str:
+    from tests.identity.identity_fixtures import FACILITY
+
+    return f"{FACILITY}1310000011|{value}"
+
+
+@SQLITE_ONLY
+def test_summary_of_a_hidden_patient_reads_as_an_unknown_one(world):
+    """Probe (passes): clinic B's $summary of q (hidden) and of an id nobody has, by id, by
+    identifier (GET and POST) and with a bad input, answer alike."""
+    b = who(world, "other facility")
+
+    def same(hidden: Any, absent: Any) -> None:
+        assert hidden.status_code == absent.status_code, (hidden.text[:200], absent.text[:200])
+        assert hidden.text.replace("Patient/q", "Patient/nope") == absent.text
+
+    same(b.send("GET", "/fhir/Patient/q/$summary"), b.send("GET", "/fhir/Patient/nope/$summary"))
+    same(b.send("GET", "/fhir/Patient/q/$summary?language=xx"), b.send("GET", "/fhir/Patient/nope/$summary?language=xx"))
+    same(b.send("GET", f"/fhir/Patient/$summary?identifier={_ident('q-001')}"),
+         b.send("GET", f"/fhir/Patient/$summary?identifier={_ident('zz-001')}"))
+    post = [{"resourceType": "Parameters", "parameter": [{"name": "identifier", "valueIdentifier": {
+        "system": _ident(v).split("|")[0], "value": v}}]} for v in ("q-001", "zz-001")]
+    same(b.send("POST", "/fhir/Patient/$summary", post[0]), b.send("POST", "/fhir/Patient/$summary", post[1]))
+    shown = b.send("GET", "/fhir/Patient/p/$summary")
+    assert shown.status_code == 200 and "hiv-q" not in shown.text and "Patient/q" not in shown.text
+
+
+@SQLITE_ONLY
+@pytest.mark.xfail(strict=True, reason="finding 6: Patient/$summary?identifier=<system>| (no value) answers "
+                   "the summary of whichever single visible patient has an identifier in that system")
+def test_summary_by_identifier_needs_a_value(world):
+    """hie/summary/operation.py summary_type passes the identifier to an ordinary token search,
+    where ``system|`` means 'any identifier in that system': clinic B asking for the hospital's
+    record-number system with no number gets p's IPS document (the only patient of that
+    system B may see). The IPS operation names one patient by one identifier: a token
+    without a value should be 400 (or treated as no match), not a wildcard."""
+    b = who(world, "other facility")
+    r = b.send("GET", f"/fhir/Patient/$summary?identifier={_ident('')}")
+    assert r.status_code in (400, 404), r.text[:200]
