@@ -147,3 +147,50 @@ def test_vendored_assets_carry_their_licences():
     origin = (STATIC / "ORIGIN.md").read_text()
     assert "swagger-ui-dist" in origin and "5.35.0" in origin and "Apache-2.0" in origin
     assert "redoc" in origin and "2.5.4" in origin and "MIT" in origin
+
+
+def test_api_docs_render_in_a_browser_that_reaches_no_other_host(sqlite_node, tmp_path):
+    """Swagger UI lists the API and ReDoc draws it in headless Chromium whose resolver knows
+    only 127.0.0.1: a closed hospital network."""
+    import os
+    import time
+    from pathlib import Path
+
+    from tests.support import LiveServer
+
+    chromium = Path(os.environ.get("HIE_CHROMIUM", "/usr/bin/chromium"))
+    driver_bin = Path(os.environ.get("HIE_CHROMEDRIVER", "/usr/bin/chromedriver"))
+    if not (chromium.exists() and driver_bin.exists()):
+        if os.environ.get("CI") == "true":
+            pytest.fail("Chromium is required under CI (scripts/test-setup.d/browser.sh)")
+        pytest.skip("Chromium not installed (scripts/test-setup.d/browser.sh)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(driver_bin)), options=options)
+    driver.set_page_load_timeout(30)
+
+    def wait_for(css: str) -> list:
+        deadline = time.monotonic() + 20  # a hang guard, not a timing assertion
+        while time.monotonic() < deadline:
+            found = driver.find_elements(By.CSS_SELECTOR, css)
+            if found:
+                return found
+            time.sleep(0.1)
+        raise AssertionError(f"{css} never appeared: {driver.page_source[:500]}")
+
+    try:
+        with LiveServer(create_app(sqlite_node, audit=False)) as srv:
+            driver.get(f"{srv.url}/docs")
+            assert wait_for(".swagger-ui .info .title")[0].text.startswith("Regional HIE node")
+            driver.get(f"{srv.url}/redoc")
+            assert "Regional HIE node" in wait_for("redoc h1, .api-info h1")[0].text
+    finally:
+        driver.quit()
