@@ -18,6 +18,7 @@ statements each summary sends (``hie/storage/statements.py``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -130,16 +131,17 @@ def load(node: Any, resources: list[dict[str, Any]]) -> None:
             source="bench:summary")
 
 
-def run_once(node: Any, principal: Any, pid: str) -> tuple[float, int]:
+def run_once(node: Any, principal: Any, pid: str) -> tuple[float, float, int]:
+    """(wall ms, this process's CPU ms, document bytes) of one summary."""
     import orjson
 
     from hie.interactions.table import Call, execute, parse
 
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     with node.context(principal, write=False) as ctx:
         result = execute(ctx, Call(parse("GET", f"Patient/{pid}/$summary")))
     size = len(orjson.dumps(result.body))
-    return (time.perf_counter() - t) * 1000, size
+    return (time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000, size
 
 
 def main() -> None:
@@ -170,16 +172,22 @@ def main() -> None:
             for _ in range(args.warmup):
                 run_once(node, p, pid)
             with counter.counting(thread_only=True) as block:
-                _ms, size = run_once(node, p, pid)
+                _ms, _cpu, size = run_once(node, p, pid)
             print(f"{name}: document {size / 1024:.0f} KiB, {block.count} statements per summary")
         samples: dict[str, list[float]] = {n: [] for n in principals}
+        cpu: dict[str, list[float]] = {n: [] for n in principals}
         for i in range(args.runs):
             order = list(principals.items()) if i % 2 == 0 else list(principals.items())[::-1]
             for name, p in order:
-                samples[name].append(run_once(node, p, pid)[0])
+                wall, used, _size = run_once(node, p, pid)
+                samples[name].append(wall)
+                cpu[name].append(used)
         for name, s in samples.items():
-            q = percentiles(s)
-            print(f"{name}: $summary p50 {q[50]:.1f} ms, p95 {q[95]:.1f} ms, p99 {q[99]:.1f} ms ({len(s)} runs)")
+            q, qc = percentiles(s), percentiles(cpu[name])
+            print(f"{name}: $summary p50 {q[50]:.1f} ms, p95 {q[95]:.1f} ms, p99 {q[99]:.1f} ms ({len(s)} runs); "
+                  f"client-process CPU p50 {qc[50]:.1f} ms, p95 {qc[95]:.1f} ms")
+        print(f"load average during the runs: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+              f"on {os.cpu_count()} CPUs")
         node.close()
 
 
