@@ -282,6 +282,35 @@ def test_more_changes_than_the_log_keeps_drop_every_verdict(pair):
     assert pair.accepts(valid)
 
 
+def test_a_lookup_that_raced_a_revocation_is_not_kept(pair):
+    """The other instance looks a token up (valid), and before it files the verdict a
+    revocation commits and reaches it: that answer may serve the request in flight (within
+    the bound) but must not be kept, or the token would work there for ever."""
+    token, _ = _backend_token(pair.node)
+    jti = AuthService.for_node(pair.node).tokens._signature_checked(token)["jti"]
+    status = AuthService.for_node(pair.other).tokens.status
+    pair.look()
+    raced: list[bool] = []
+
+    def after(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if raced or "auth_token" not in statement:
+            return
+        raced.append(True)  # the token's row has been read: valid
+        with write_tx(pair.node.engine) as c:
+            AuthService.for_node(pair.node).tokens.revoke(c, jti)
+        pair.ticks.advance(BOUND)
+        with revocation.lazy(pair.other.engine) as lazy:
+            status.refresh(lazy)  # another request of that process applies the change meanwhile
+
+    event.listen(pair.other.engine, "after_cursor_execute", after)
+    try:
+        pair.accepts(token)
+    finally:
+        event.remove(pair.other.engine, "after_cursor_execute", after)
+    assert raced
+    assert not pair.accepts(token)  # no clock advance: the stale verdict was not filed
+
+
 def _counter(node: Node) -> Any:
     """Statements sent on ``node``'s engine: H1's counter when present (it also counts the
     pool's pre-ping, BEGIN and COMMIT), else a cursor listener."""
