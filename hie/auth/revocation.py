@@ -71,7 +71,8 @@ class ChangeLog:
 
 
 def record(conn: Connection, *hints: tuple[str, str], by: str = "auth", now_us: int | None = None) -> None:
-    """Append ``hints`` ((kind, key) pairs) to the change log in ``conn``'s transaction."""
+    """Append ``hints`` ((kind, key) pairs) to the change log in ``conn``'s transaction, which
+    must be a write transaction (the row lock is what keeps two writers from losing a hint)."""
     for kind, _ in hints:
         if kind not in HINT_KINDS:
             raise ValueError(f"unknown token-change hint {kind!r}")

@@ -29,6 +29,7 @@ from hie.auth.tokens import refresh_key
 from hie.auth.users import reset_user
 from hie.errors import Unauthenticated
 from hie.storage.db import write_tx
+from hie.storage.statements import install
 from tests.auth import helpers as h
 
 BASE = "http://testserver/fhir"
@@ -244,17 +245,19 @@ def test_the_last_key_of_an_algorithm_cannot_be_retired(sqlite_pair):
 
 
 def test_steady_state_verification_sends_no_statement(pair):
-    statements = _counter(pair.other)
+    """Counted with the engine's statement counter (ADR 0007: cursor executions, the pool's
+    pre-ping, BEGIN, COMMIT and ROLLBACK)."""
+    counter = install(pair.other.engine)
     token, _ = _backend_token(pair.node)
     assert pair.accepts(token)  # first use: the token's row, once per process
-    with statements() as sent:
+    with counter.counting() as sent:
         for _ in range(5):
             assert pair.accepts(token)
-    assert sent == [], sent
+    assert sent.count == 0, sent.statements
     pair.ticks.advance(BOUND)
-    with statements() as sent:
+    with counter.counting() as sent:
         assert pair.accepts(token)
-    assert any("node_setting" in s for s in sent), sent  # the change log, once per interval
+    assert any("node_setting" in s for s in sent.statements), sent.statements  # the change log, once per interval
 
 
 def test_interval_zero_checks_on_every_request(pair):
@@ -309,34 +312,3 @@ def test_a_lookup_that_raced_a_revocation_is_not_kept(pair):
         event.remove(pair.other.engine, "after_cursor_execute", after)
     assert raced
     assert not pair.accepts(token)  # no clock advance: the stale verdict was not filed
-
-
-def _counter(node: Node) -> Any:
-    """Statements sent on ``node``'s engine: H1's counter when present (it also counts the
-    pool's pre-ping, BEGIN and COMMIT), else a cursor listener."""
-    from contextlib import contextmanager
-
-    try:
-        from hie.storage.statements import install
-    except ImportError:
-        install = None
-
-    @contextmanager
-    def counting() -> Iterator[list[str]]:
-        sent: list[str] = []
-        if install is not None:
-            with install(node.engine).counting() as block:
-                yield sent
-            sent.extend(block.statements)
-            return
-
-        def before(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-            sent.append(statement)
-
-        event.listen(node.engine, "before_cursor_execute", before)
-        try:
-            yield sent
-        finally:
-            event.remove(node.engine, "before_cursor_execute", before)
-
-    return counting
