@@ -306,3 +306,27 @@ def test_anonymous_registration_body_is_not_parsed_before_the_401(anonymous):
     assert data_status == reg_status == 401
     assert data_peak < 4 * len(body) // 1024  # the data route: unread
     assert reg_peak < 4 * len(body) // 1024, f"anonymous registration body parsed: peak {reg_peak} KiB"
+
+
+# -- H6: error texts and codes true (paging parameters) ---------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="finding 9: _count/_offset that str.isdigit() accepts but int() or the "
+                   "database does not (a superscript digit, 23 digits) are a 500 (hie/interactions/paging.py)")
+@pytest.mark.parametrize("query", ["Observation?_count=%C2%B2", "Observation?_offset=%C2%B2",
+                                   "Observation?_offset=99999999999999999999999",
+                                   "_history?_offset=99999999999999999999999"])
+def test_paging_parameters_out_of_range_are_400(node, query):
+    """``_non_negative`` tests ``raw.isdigit()``, true for '²' (int() then raises ValueError)
+    and for any length (SQLite: OverflowError; PostgreSQL: bigint out of range). Any caller
+    with a search scope gets a 500 instead of the 400 "must be a non-negative integer"."""
+    from fastapi.testclient import TestClient
+
+    from hie.api.app import create_app
+    from hie.auth.service import system_token
+
+    token = system_token(node, "system/*.rs", fhir_base="http://testserver/fhir")
+    with TestClient(create_app(node, audit=False), base_url="http://testserver", raise_server_exceptions=False,
+                    headers={"Authorization": f"Bearer {token}"}) as c:
+        r = c.get(f"/fhir/{query}")
+    assert r.status_code == 400, (r.status_code, r.text[:200])
