@@ -83,12 +83,12 @@ class Node:
         return cls(settings, **kwargs)
 
     def close(self) -> None:
+        self.stored_search_parameters.stop()  # first: a last reload's system use is journaled
         recorder = self.__dict__.get("_hie_audit")
         if recorder is not None:  # store what this process journaled (system use included)
             recorder.close()
             if recorder.store:  # and what loader worker processes left (they exit without atexit)
                 recorder.recover()
-        self.stored_search_parameters.stop()
         self.engine.dispose()
 
     def service(self, name: str, factory: Callable[[], Any]) -> Any:
