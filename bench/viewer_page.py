@@ -27,6 +27,36 @@ from bench._common import database, percentiles, tree_commit  # noqa: E402
 from bench.summary import MIX, VIEWER, load, region  # noqa: E402
 
 
+def breakdown(node: object, pid: str, runs: int) -> dict[str, list[float]]:
+    """The page's parts in process, as the viewing practitioner: the record's collection
+    (hie.summary.record.collect), the page's blocks (hie.web.pages) and the template."""
+    from hie.principal import Principal
+    from hie.summary.record import collect
+    from hie.web import fhir, views
+    from hie.web import pages as blocks
+    from hie.web.i18n import catalogue
+    from hie.web.routes import TEMPLATES
+
+    p = Principal(kind="user", name="bench", user_id="bench-viewer", organization_id=VIEWER,
+                  scopes=frozenset({"user/*.rs"}))
+    out: dict[str, list[float]] = {"collect": [], "blocks": [], "template": []}
+    today, now = views._today(node), node.clock.now_us()  # type: ignore[attr-defined]
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        record = fhir.with_repo(node, p, views.PAGE_NEEDS, lambda repo: collect(repo, pid))
+        t1 = time.perf_counter()
+        view = blocks.patient_view(record, "ja", today, now)
+        t2 = time.perf_counter()
+        TEMPLATES.get_template("patient.html").render(
+            lang="ja", t=catalogue("ja"), v=view, when=lambda v: views.when(v, "ja"),
+            status_text=lambda c: blocks.status_text(c, "ja"), code_label=views.code_label, patient_id=pid,
+            facility="", logged_in=True, csrf="", lang_query="", glass=None, per_facility=50, all_events=False)
+        t3 = time.perf_counter()
+        for name, a, b in (("collect", t0, t1), ("blocks", t1, t2), ("template", t2, t3)):
+            out[name].append((b - a) * 1000)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
@@ -65,6 +95,9 @@ def main() -> None:
         q = percentiles(samples)
         print(f"viewer patient page: {len(page.content) / 1024:.0f} KiB; p50 {q[50]:.1f} ms, p95 {q[95]:.1f} ms, "
               f"p99 {q[99]:.1f} ms ({len(samples)} runs)")
+        for name, part in breakdown(node, pid, max(10, args.runs // 2)).items():
+            q = percentiles(part)
+            print(f"  {name}: p50 {q[50]:.1f} ms, p95 {q[95]:.1f} ms")
         node.close()
 
 
