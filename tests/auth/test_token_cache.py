@@ -174,13 +174,6 @@ def test_disabled_user_or_client_stops_working_within_the_bound_and_enabled_work
     assert pair.accepts(token)
 
 
-def test_disabled_backend_client_stops_working_within_the_bound(pair):
-    token, client_id = _backend_token(pair.node)
-    assert pair.accepts(token)
-    assert pair.admin("disable-client", client_id).exit_code == 0
-    _stale_then_refused(pair, token)
-
-
 def test_operator_reset_of_a_user_revokes_their_tokens(sqlite_pair):
     pair = sqlite_pair
     token, _, _, e = _app_token(pair.node, person=True)
