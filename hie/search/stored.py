@@ -14,6 +14,7 @@ Spec: https://hl7.org/fhir/R4/searchparameter.html
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import weakref
@@ -68,6 +69,7 @@ class StoredSearchParameters:
         self.pending = False  # a SearchParameter was written by this process since the last load
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._watcher_pid = 0  # the process the watcher runs in
 
     def on_write(self, repo: Any, results: list[Any]) -> None:
         """Write listener: check SearchParameters and bump the version in this transaction."""
@@ -90,9 +92,10 @@ class StoredSearchParameters:
         """Before the first request: load the registry and start watching for changes."""
         if self.loaded is _UNLOADED:
             self._reload_now()
-        if self._watcher is None and not self._stop.is_set():
-            with self.lock:
-                if self._watcher is None:
+        if self._watcher_pid != os.getpid() and not self._stop.is_set():
+            with self.lock:  # first request of this process (a forked worker starts its own)
+                if self._watcher_pid != os.getpid():
+                    self._watcher_pid = os.getpid()
                     self._watcher = threading.Thread(target=_watch, args=(weakref.ref(self), self._stop),
                                                      name="hie-search-parameters", daemon=True)
                     self._watcher.start()
