@@ -311,22 +311,25 @@ def test_anonymous_registration_body_is_not_parsed_before_the_401(anonymous):
 # -- H6: error texts and codes true (paging parameters) ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 9: _count/_offset that str.isdigit() accepts but int() or the "
-                   "database does not (a superscript digit, 23 digits) are a 500 (hie/interactions/paging.py)")
-@pytest.mark.parametrize("query", ["Observation?_count=%C2%B2", "Observation?_offset=%C2%B2",
-                                   "Observation?_offset=99999999999999999999999",
-                                   "_history?_offset=99999999999999999999999"])
-def test_paging_parameters_out_of_range_are_400(node, query):
-    """``_non_negative`` tests ``raw.isdigit()``, true for '²' (int() then raises ValueError)
-    and for any length (SQLite: OverflowError; PostgreSQL: bigint out of range). Any caller
-    with a search scope gets a 500 instead of the 400 "must be a non-negative integer"."""
+@pytest.mark.xfail(strict=True, reason="finding 9: numbers that str.isdigit() accepts but int() or the database "
+                   "does not (a superscript digit, 23 digits) are a 500 (hie/interactions/paging.py _non_negative, "
+                   "history.py _snapshot, crud.py vread)")
+def test_numbers_out_of_range_are_client_errors(node):
+    """``raw.isdigit()`` is true for '²' (int() then raises ValueError) and for any length
+    (SQLite: OverflowError; PostgreSQL: integer/bigint out of range). Any caller with a read
+    scope gets a 500 instead of the 400 "must be a non-negative integer" (or the vread's 404).
+    A fix: ``raw.isascii() and raw.isdigit()`` and a bound (2**63 - 1; version ids 2**31 - 1)."""
     from fastapi.testclient import TestClient
 
     from hie.api.app import create_app
     from hie.auth.service import system_token
 
     token = system_token(node, "system/*.rs", fhir_base="http://testserver/fhir")
+    cases = {"Observation?_count=%C2%B2": 400, "Observation?_offset=%C2%B2": 400,
+             "Observation?_offset=99999999999999999999999": 400, "_history?_offset=99999999999999999999999": 400,
+             "_history?_snapshot=%C2%B2": 400, "_history?_snapshot=99999999999999999999999": 400,
+             "Patient/nope/_history/%C2%B2": 404, "Patient/nope/_history/99999999999999999999999": 404}
     with TestClient(create_app(node, audit=False), base_url="http://testserver", raise_server_exceptions=False,
                     headers={"Authorization": f"Bearer {token}"}) as c:
-        r = c.get(f"/fhir/{query}")
-    assert r.status_code == 400, (r.status_code, r.text[:200])
+        got = {query: c.get(f"/fhir/{query}").status_code for query in cases}
+    assert got == cases
