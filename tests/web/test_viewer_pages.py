@@ -41,7 +41,7 @@ def audit_events(c, node, recorder) -> list[dict]:
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
-def test_login_lands_on_the_patient_search_and_cookie_is_httponly_lax(app):
+def test_login_lands_on_the_patient_search_cookie_is_httponly_lax_and_logout_needs_csrf(app):
     c, node, _ = app
     dr = vh.enrol(node, "dr-view")
     landed = vh.login(c, dr, "dr-view")
@@ -56,6 +56,18 @@ def test_login_lands_on_the_patient_search_and_cookie_is_httponly_lax(app):
     set_cookie = start.headers["set-cookie"].lower()
     assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "path=/viewer" in set_cookie
     assert "secure" not in set_cookie  # plain http on loopback; https sets Secure
+
+    # logout needs the CSRF token, and revokes the refresh token
+    c.post("/viewer/logout", data={"csrf": "forged"}, follow_redirects=False)
+    assert c.get("/viewer/", follow_redirects=False).status_code == 200  # still logged in
+    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/viewer/").text).group(1)
+    session = node.service("viewer_sessions", lambda: None).get(c.cookies.get("hie_viewer"))
+    c.post("/viewer/logout", data={"csrf": csrf}, follow_redirects=False)
+    assert c.get("/viewer/", follow_redirects=False).status_code == 303
+    from hie.web.session import ViewerError, refresh
+
+    with pytest.raises(ViewerError):  # the refresh token was revoked at logout
+        refresh(node, session, BASE)
 
 
 def test_not_logged_in_goes_to_the_node_login_page(app):
@@ -120,22 +132,12 @@ def test_excluded_facility_sees_nothing_and_unknown_patient_looks_the_same(app):
         assert marker not in hidden.text
     search = c.get("/viewer/?name=ヤマダ")
     assert 'id="no-results"' in search.text and "demo-p1" not in search.text
-
-
-def test_logout_needs_the_csrf_token(app):
-    c, node, _ = app
-    dr = vh.enrol(node, "dr-view")
-    vh.login(c, dr, "dr-view")
-    c.post("/viewer/logout", data={"csrf": "forged"}, follow_redirects=False)
-    assert c.get("/viewer/", follow_redirects=False).status_code == 200  # still logged in
-    csrf = re.search(r'name="csrf" value="([^"]+)"', c.get("/viewer/").text).group(1)
-    session = node.service("viewer_sessions", lambda: None).get(c.cookies.get("hie_viewer"))
-    c.post("/viewer/logout", data={"csrf": csrf}, follow_redirects=False)
-    assert c.get("/viewer/", follow_redirects=False).status_code == 303
-    from hie.web.session import ViewerError, refresh
-
-    with pytest.raises(ViewerError):  # the refresh token was revoked at logout
-        refresh(node, session, BASE)
+    # without the emergency role there is no break-the-glass
+    assert 'id="glass-link"' not in c.get("/viewer/patient/demo-p1").text
+    form = c.get("/viewer/patient/demo-p1/glass")
+    r = c.post("/viewer/patient/demo-p1/glass", data={"csrf": _csrf(form.text), "reason": "test", "purpose": "ETREAT"})
+    assert r.status_code == 403 and "救急ロール" in r.text
+    assert c.get("/viewer/patient/demo-p1").status_code == 404
 
 
 def test_callback_with_a_foreign_state_is_refused(app):
@@ -173,17 +175,6 @@ def test_break_the_glass_shows_the_banner_and_the_emergency_dataset_only(app):
     events = audit_events(c, node, recorder)
     glass = [e for e in events if any(s.get("code") == "break-glass" for s in e.get("subtype", []))]
     assert glass and glass[0]["purposeOfEvent"][0]["coding"][0]["code"] == "ETREAT"
-
-
-def test_break_the_glass_is_refused_without_the_emergency_role(app):
-    c, node, _ = app
-    dentist = vh.enrol(node, "dr-dental", org=vh.KUKI_DENTAL)
-    vh.login(c, dentist, "dr-dental")
-    assert 'id="glass-link"' not in c.get("/viewer/patient/demo-p1").text
-    form = c.get("/viewer/patient/demo-p1/glass")
-    r = c.post("/viewer/patient/demo-p1/glass", data={"csrf": _csrf(form.text), "reason": "test", "purpose": "ETREAT"})
-    assert r.status_code == 403 and "救急ロール" in r.text
-    assert c.get("/viewer/patient/demo-p1").status_code == 404
 
 
 def _launch(c, node, patient: str, org: str = vh.TONE_CENTRAL) -> tuple[int, dict]:
