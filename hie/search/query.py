@@ -560,11 +560,12 @@ class Builder:
 
     # -- compartments ---------------------------------------------------------------------
 
-    def compartment(self, res_type: str | None, r: Any, comp: tuple[str, str]) -> ColumnElement[bool]:
+    def compartment(self, res_type: str | None, r: Any, comp: tuple[str, str],
+                    only: list[str] | None = None) -> ColumnElement[bool]:
         ctype, cid = comp
         if ctype != "Patient":
             raise NotSupported(f"Compartment {ctype} is not supported", expression=[ctype])
-        types = [res_type] if res_type else list(self.reg.compartment)
+        types = [res_type] if res_type else (only or list(self.reg.compartment))
         ref = search_reference.alias()
         per_type = []
         for t in types:
@@ -689,7 +690,10 @@ def match_query(b: Builder, res_type: str | None, criteria: list[tuple[str, str]
     r = resource_table.alias("r")
     where = b.where(res_type, r, criteria)
     if compartment:
-        where = and_(where, b.compartment(res_type, r, compartment))
+        # a single ``_type`` already limits the rows: the membership test needs only those types
+        only = [v for n, v in criteria if n == "_type"]
+        types = [t for t in only[0].split(",") if t] if len(only) == 1 and not res_type else None
+        where = and_(where, b.compartment(res_type, r, compartment, only=types))
     return r, where
 
 
