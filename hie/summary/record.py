@@ -12,7 +12,8 @@ mode) and nothing else:
    ``Patient?link=Patient/<key>`` and one ``Patient?_id=<key>`` (the regional Patient) find
    them; none for a record that belongs to no person yet;
 3. the Patient compartment of each of those records for the summary types (:data:`TYPES`),
-   one statement per page of :data:`PAGE` rows, ordered by storage key, at most
+   one statement per page of :data:`PAGE` rows (each page re-evaluates the match, so pages are
+   large), ordered by storage key, at most
    :data:`MAX_ROWS` rows in all (a record larger than that is cut:
    :attr:`PatientRecord.capped` is set; the summary then shows the first ``MAX_ROWS``
    stored resources);
@@ -63,7 +64,7 @@ INCLUDES: tuple[tuple[str, bool, bool], ...] = (
 _NEEDS_INCLUDE = {t: b'"medicationReference"' for t in (
     "MedicationRequest", "MedicationStatement", "MedicationDispense", "MedicationAdministration")}
 _NEEDS_INCLUDE["DeviceUseStatement"] = b'"device"'
-PAGE = 1000
+PAGE = 5000
 _ORG_REFERENCE = re.compile(rb'"reference"\s*:\s*"Organization/([A-Za-z0-9\-.]{1,64})"')
 MAX_ROWS = 10_000
 
