@@ -37,6 +37,21 @@ def _node():  # noqa: ANN202
     return open_node()
 
 
+def _check_resource(node, option: str, res_type: str, res_id: str | None) -> None:  # noqa: ANN001
+    """A user's Patient or Practitioner must exist (read as the system principal, audited)."""
+    from hie.errors import Gone, NotFound
+    from hie.principal import SYSTEM
+
+    if res_id is None:
+        return
+    node.system_use("maintenance", f"hie admin add-user: does {res_type}/{res_id} exist")
+    with node.context(SYSTEM, write=False) as ctx:
+        try:
+            ctx.repo.read(res_type, res_id)
+        except (NotFound, Gone):
+            raise CliError(f"{option}: there is no {res_type}/{res_id}", 2) from None
+
+
 def _check_scope(scope: str) -> None:
     """Every scope must be one the node understands (a typo would grant nothing, silently)."""
     from hie.auth.scopes import OTHER_SCOPES, parse_one
@@ -105,6 +120,8 @@ def add_user_cmd(
     node = _node()
     try:
         registered_facility(node, "--facility", facility)
+        _check_resource(node, "--patient", "Patient", patient)
+        _check_resource(node, "--practitioner", "Practitioner", practitioner)
         with write_tx(node.engine) as conn:
             if get_by_username(conn, username) is not None:
                 raise CliError(f"username: a user {username!r} exists already (hie admin reset-user {username} "

@@ -104,6 +104,10 @@ MISTAKES = [
     (["admin", "add-user", "u1", "--name", "U", "--kind", "bogus"], 2, "--kind: 'bogus' is not one of practitioner"),
     (["admin", "add-user", "u1", "--name", "U", "--kind", "patient"], 2, "a patient user needs the id"),
     (["admin", "add-user", "u1", "--name", "U"], 2, "clinicians and staff act for a facility"),
+    (["admin", "add-user", "u1", "--name", "U", "--kind", "patient", "--patient", "nobody"], 2,
+     "--patient: there is no Patient/nobody"),
+    (["admin", "add-user", "u1", "--name", "U", "--facility", HOSPITAL, "--practitioner", "nobody"], 2,
+     "--practitioner: there is no Practitioner/nobody"),
     (["admin", "reset-user", "nobody"], 1, "no user 'nobody'"),
     # hie admin add-client
     (["admin", "add-client", "--name", "c", "--jwks", "FILES/missing.json"], 2, "does not exist"),
