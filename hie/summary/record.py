@@ -157,14 +157,16 @@ def institution_codes(org: dict[str, Any]) -> set[str]:
             if isinstance(i, dict) and i.get("system") == MEDICAL_INSTITUTION_SYSTEM and i.get("value")}
 
 
-def collect(repo: Repository, patient_id: str, *, base_url: str | None = None) -> PatientRecord:
-    """Everything :data:`TYPES` holds about ``patient_id`` that ``repo``'s principal may see."""
+def collect(repo: Repository, patient_id: str, *, base_url: str | None = None,
+            types: tuple[str, ...] = TYPES) -> PatientRecord:
+    """Everything of ``types`` (default :data:`TYPES`) about ``patient_id`` that ``repo``'s
+    principal may see."""
     patient = repo.read("Patient", patient_id).resource()  # NotFound exactly as a read
     patients = _person_records(repo, patient, base_url)
     rows: list[Any] = []
     capped = False
     for p in patients:
-        more, cut = _compartment(repo, str(p["id"]), base_url, MAX_ROWS - len(rows))
+        more, cut = _compartment(repo, str(p["id"]), types, base_url, MAX_ROWS - len(rows))
         rows += more
         capped = capped or cut
     rows += _includes(repo, rows, base_url)
@@ -212,9 +214,10 @@ def _person_records(repo: Repository, patient: dict[str, Any], base_url: str | N
     return list(out.values())
 
 
-def _compartment(repo: Repository, patient_id: str, base_url: str | None, room: int) -> tuple[list[Any], bool]:
-    """Up to ``room`` rows of the Patient compartment (the summary types), and whether more were left."""
-    criteria = [("_type", ",".join(TYPES))]
+def _compartment(repo: Repository, patient_id: str, types: tuple[str, ...], base_url: str | None,
+                 room: int) -> tuple[list[Any], bool]:
+    """Up to ``room`` rows of ``types`` in the Patient compartment, and whether more were left."""
+    criteria = [("_type", ",".join(types))]
     rows: list[Any] = []
     while len(rows) < room:
         page = repo.search(None, criteria, count=min(PAGE, room - len(rows)), offset=len(rows),

@@ -170,6 +170,10 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec("alerts", "104605-1", "Alert", "警告", "Alerts", False, _with_status("Flag", frozenset({"active"}))),
 )
 BY_KEY = {s.key: s for s in SECTIONS}
+#: The types the sections read (what ``$summary`` collects).
+TYPES_USED: tuple[str, ...] = ("AllergyIntolerance", "Condition", *MEDICATION_TYPES, "Observation", "Immunization",
+                               "Procedure", "DeviceUseStatement", "CarePlan", "DiagnosticReport", "Flag",
+                               "ClinicalImpression")
 
 
 def section_entries(record: PatientRecord) -> list[tuple[SectionSpec, list[dict[str, Any]]]]:
