@@ -35,7 +35,7 @@ def breakdown(node: object, pid: str, runs: int) -> dict[str, list[float]]:
     from hie.web import fhir, views
     from hie.web import pages as blocks
     from hie.web.i18n import catalogue
-    from hie.web.routes import TEMPLATES
+    from hie.web.templating import TEMPLATES
 
     p = Principal(kind="user", name="bench", user_id="bench-viewer", organization_id=VIEWER,
                   scopes=frozenset({"user/*.rs"}))

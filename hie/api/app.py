@@ -163,7 +163,7 @@ def create_app(
         audit = AuditRecorder.for_node(node)
     recorder = audit or None
     app.include_router(auth_router(node, recorder))
-    from hie.web.routes import web_router
+    from hie.api.viewer_routes import web_router
 
     app.include_router(web_router(node, recorder))  # the clinician viewer (/viewer, hie/web)
     _add_error_handlers(app)

@@ -76,6 +76,15 @@ class Session:
         return self.access_token is not None
 
 
+def origin_of(node: Any, request: Any) -> str:
+    """The origin the browser uses: ``HIE_BASE_URL``'s when configured (behind a proxy), else
+    the request's."""
+    base = node.settings.base_url
+    if base:
+        return str(base).split("/fhir")[0].rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
 def client_id_for(origin: str) -> str:
     return "hie-viewer-" + hashlib.sha256(origin.encode()).hexdigest()[:12]
 

@@ -65,6 +65,19 @@ class SessionStore:
         glass = data.pop("glass", None)
         return Session(**data, glass=Glass(**glass) if glass else None)
 
+    def rotate(self, session: Any) -> str:
+        """A new id for ``session`` (at login: the id an anonymous browser held, or someone
+        planted, does not become the logged-in session; OWASP session fixation); the old row
+        is deleted. Returns the new id for the cookie."""
+        sid = secrets.token_urlsafe(32)
+        old, session.sid_hash = session.sid_hash, _hash(sid)
+        now = time.time()
+        with write_tx(self.node.engine) as conn:
+            conn.execute(delete(VS).where(VS.c.sid_hash == old))
+            conn.execute(insert(VS), {"sid_hash": session.sid_hash, "created": int(now * 1_000_000),
+                                      "expires": int((now + SESSION_TTL) * 1_000_000), "state": self._seal(session)})
+        return sid
+
     def save(self, session: Any) -> None:
         with write_tx(self.node.engine) as conn:
             conn.execute(update(VS).where(VS.c.sid_hash == session.sid_hash).values(state=self._seal(session)))

@@ -27,6 +27,14 @@ PAGE_NEEDS = [("Patient", "r"), ("Organization", "s"), ("Medication", "r"), ("De
 GLASS_PURPOSES = ("ETREAT", "BTG")
 
 
+def may_break_glass(node: Any, p: Principal | None) -> bool:
+    """Whether ``p`` may ask to break the glass (:class:`consent.policy.BreakGlassRule` roles)."""
+    from consent.policy import DEFAULT_POLICY
+
+    rule = getattr(node.policy, "policy", DEFAULT_POLICY).break_glass
+    return p is not None and p.organization_id is not None and bool(p.roles & rule.roles)
+
+
 def code_label(system: str) -> str:
     return DRUG_SYSTEMS.get(system, system)
 
@@ -50,8 +58,7 @@ def _today(node: Any) -> Any:
 
 
 def _base(pages: Any, request: Any) -> str:
-    from hie.web.routes import origin_of
-    from hie.web.session import fhir_base
+    from hie.web.session import fhir_base, origin_of
 
     return fhir_base(pages.node, origin_of(pages.node, request))
 
@@ -166,9 +173,7 @@ def patient_page(pages: Any, request: Any, session: Session, principal: Principa
     view = blocks.patient_view(record, lang, _today(node), node.clock.now_us(), all_events=all_events)
     audit.record(pages.recorder, audit.page_event(node, acting, page="patient", patient_id=patient_id,
                                                   shown=view["shown"], address=pages.address(request)))
-    from hie.web.routes import _emergency
-
-    may_glass = _emergency(pages, principal)
+    may_glass = may_break_glass(node, principal)
     facility = request.query_params.get("facility", "")
     return pages.render(request, "patient.html", session=session, v=view, patient_id=patient_id,
                         may_glass=may_glass, facility=facility, all_events=all_events,
@@ -203,8 +208,7 @@ def document_page(pages: Any, request: Any, session: Session, principal: Princip
 def declare_glass(pages: Any, request: Any, session: Session, patient_id: str, form: dict[str, str]) -> Any:
     """Reason and purpose, then a token for that purpose (the token endpoint issues it only
     to an emergency-role facility user) and ``$break-glass`` with it."""
-    from hie.web.routes import origin_of
-    from hie.web.session import principal
+    from hie.web.session import origin_of, principal
 
     node, lang = pages.node, _lang(request)
     t = catalogue(lang)
@@ -236,9 +240,7 @@ def declare_glass(pages: Any, request: Any, session: Session, patient_id: str, f
                           time.time() + min(rule.duration.total_seconds(), float(token.get("expires_in", 3600))))
     audit.record(pages.recorder, audit.page_event(node, p, page="break-glass", patient_id=patient_id, shown=[],
                                                   address=pages.address(request)))
-    from fastapi.responses import RedirectResponse
-
-    return RedirectResponse(f"/viewer/patient/{patient_id}", status_code=303)
+    return pages.redirect(f"/viewer/patient/{patient_id}")
 
 
 # -- EHR launch ------------------------------------------------------------------------
@@ -246,11 +248,9 @@ def declare_glass(pages: Any, request: Any, session: Session, patient_id: str, f
 
 def launch_context(pages: Any, request: Any, form: dict[str, str]) -> Any:
     """An EHR asks for a launch value for one of its patients (bearer token of its facility)."""
-    from fastapi.responses import JSONResponse
-
     from hie.auth.service import AuthService
     from hie.web import launch
-    from hie.web.routes import origin_of
+    from hie.web.session import origin_of
 
     node = pages.node
     origin = origin_of(node, request)
@@ -265,14 +265,14 @@ def launch_context(pages: Any, request: Any, form: dict[str, str]) -> Any:
             raise InvalidRequest("patient is required", expression=["patient"])
         fhir.interact(node, p, "GET", f"/Patient/{patient_id}", base_url=base)  # 404 as a read
     except FhirError as exc:
-        return JSONResponse(exc.to_outcome(), status_code=exc.status, headers=exc.headers)
+        return pages.json(exc.to_outcome(), exc.status, exc.headers)
     value = launch.mint(node, patient_id=patient_id, organization_code=p.organization_id, fhir_base=base)
     audit.record(pages.recorder, audit.page_event(node, p, page="launch-context", patient_id=patient_id, shown=[],
                                                   address=pages.address(request)))
     from urllib.parse import urlencode
 
     url = f"{origin}/viewer/launch?" + urlencode({"iss": base, "launch": value})
-    return JSONResponse({"launch": value, "url": url}, headers={"Cache-Control": "no-store"})
+    return pages.json({"launch": value, "url": url})
 
 
 __all__ = ["age_on", "search_page", "patient_page", "declare_glass", "launch_context"]

@@ -34,3 +34,21 @@ def test_a_session_started_on_one_worker_is_served_by_another_and_is_sealed(web_
         assert all(b"eyJ" not in r.state and b"access_token" not in r.state for r in rows)  # no JWT, no JSON
     finally:
         other.close()
+
+
+def test_the_session_id_changes_at_login(web_node):
+    """Session fixation: the id the browser held before logging in is not the logged-in one."""
+    from fastapi.testclient import TestClient
+
+    node = web_node
+    dr = vh.enrol(node, "dr-fixation")
+    with TestClient(create_app(node, audit=False), base_url="http://127.0.0.1") as c:
+        c.get("/viewer/", follow_redirects=False)
+        before = c.cookies.get("hie_viewer")
+        vh.login(c, dr, "dr-fixation")
+        after = c.cookies.get("hie_viewer")
+        assert before and after and after != before
+        assert c.get("/viewer/", follow_redirects=False).status_code == 200
+    with TestClient(create_app(node, audit=False), base_url="http://127.0.0.1",
+                    cookies={"hie_viewer": before}) as planted:
+        assert planted.get("/viewer/", follow_redirects=False).status_code == 303  # the old id is nobody's

@@ -1,6 +1,8 @@
-"""HTTP binding of the clinician viewer (``/viewer``): server-rendered Jinja2 pages over the
-same interactions and repository as the FHIR API (:mod:`hie.web.fhir`), with the logged-in
-principal of the session (:mod:`hie.web.session`).
+"""HTTP binding of the clinician viewer (``/viewer``, :mod:`hie.web`): server-rendered Jinja2
+pages over the same interactions and repository as the FHIR API (:mod:`hie.web.fhir`), with the
+logged-in principal of the session (:mod:`hie.web.session`). This module is the viewer's only
+FastAPI code (``hie.api`` is the one package that imports FastAPI); the page handlers are in
+:mod:`hie.web.views`.
 
 | path | page |
 |---|---|
@@ -21,36 +23,26 @@ Spec: https://hl7.org/fhir/smart-app-launch/app-launch.html
 from __future__ import annotations
 
 import hmac
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from hie.errors import FhirError, Forbidden, NotFound, Unauthenticated
 from hie.principal import Principal
-from hie.web import audit, views
+from hie.web import views
 from hie.web.i18n import catalogue, lang_of
 from hie.web.pages import status_text
-from hie.web.session import Session, ViewerError, authorize_url, finish_login, fhir_base, revoke
+from hie.web.session import Session, ViewerError, authorize_url, finish_login, fhir_base, origin_of, revoke
+from hie.web.templating import STATIC_DIR, TEMPLATES
 from hie.web.store import SessionStore
 
-HERE = Path(__file__).resolve().parent
 STATIC = {"viewer.css": "text/css; charset=utf-8", "viewer.js": "text/javascript; charset=utf-8"}
 COOKIE = "hie_viewer"
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
-TEMPLATES = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]))
-
-
-def origin_of(node: Any, request: Request) -> str:
-    base = node.settings.base_url
-    if base:
-        return base.split("/fhir")[0].rstrip("/")
-    return str(request.base_url).rstrip("/")
 
 
 class Pages:
@@ -108,6 +100,14 @@ class Pages:
         resp.set_cookie(COOKIE, sid, httponly=True, samesite="lax", secure=self.secure(request), path="/viewer")
         return resp
 
+    @staticmethod
+    def redirect(url: str) -> Response:
+        return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+    @staticmethod
+    def json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+        return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})})
+
     def csrf_ok(self, session: Session, form: dict[str, str]) -> bool:
         return hmac.compare_digest(session.csrf, form.get("csrf", ""))
 
@@ -131,7 +131,7 @@ def web_router(node: Any, recorder: Any = None) -> APIRouter:
     def static(name: str) -> Response:
         if name not in STATIC:
             return Response(status_code=404)
-        return Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name],
+        return Response((STATIC_DIR / name).read_bytes(), media_type=STATIC[name],
                         headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"})
 
     return router
@@ -154,10 +154,12 @@ def _login_routes(router: APIRouter, pages: Pages) -> None:
             target = finish_login(node, session, origin_of(node, request), code=q.get("code", ""),
                                   state=q.get("state", ""))
         except ViewerError as exc:
-            return pages.message(request, session, "expired", 400, str(exc))
-        finally:
             pages.sessions.save(session)
-        return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+            return pages.message(request, session, "expired", 400, str(exc))
+        sid = pages.sessions.rotate(session)  # a new session id for the logged-in session
+        resp = pages.redirect(target)
+        resp.set_cookie(COOKIE, sid, httponly=True, samesite="lax", secure=pages.secure(request), path="/viewer")
+        return resp
 
     @router.post("/viewer/logout")
     async def logout(request: Request) -> Response:
@@ -201,20 +203,13 @@ def _guarded(pages: Pages, request: Request, session: Session, build: Any,
         pages.sessions.drop(session)
         return pages.start_login(request, next_path=request.url.path)
     except NotFound:
-        glass_link = f"/viewer/patient/{patient_id}/glass" if patient_id and _emergency(pages, p) else None
+        may = patient_id is not None and views.may_break_glass(pages.node, p)
+        glass_link = f"/viewer/patient/{patient_id}/glass" if may else None
         return pages.message(request, session, "not_found", 404, glass_link=glass_link)
     except Forbidden as exc:
         return pages.message(request, session, "error", 403, exc.diagnostics)
     except FhirError as exc:
         return pages.message(request, session, "error", exc.status, exc.diagnostics)
-
-
-def _emergency(pages: Pages, p: Principal | None) -> bool:
-    """Whether ``p`` may ask to break the glass (:class:`consent.policy.BreakGlassRule` roles)."""
-    from consent.policy import DEFAULT_POLICY
-
-    rule = getattr(pages.node.policy, "policy", DEFAULT_POLICY).break_glass
-    return p is not None and p.organization_id is not None and bool(p.roles & rule.roles)
 
 
 def _patient_routes(router: APIRouter, pages: Pages) -> None:
@@ -274,4 +269,4 @@ def _launch_routes(router: APIRouter, pages: Pages) -> None:
         return await run_in_threadpool(views.launch_context, pages, request, form)
 
 
-__all__ = ["web_router", "Pages", "origin_of", "audit"]
+__all__ = ["web_router", "Pages"]
