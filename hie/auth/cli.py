@@ -52,6 +52,19 @@ def _check_resource(node, option: str, res_type: str, res_id: str | None) -> Non
             raise CliError(f"{option}: there is no {res_type}/{res_id}", 2) from None
 
 
+def _check_redirect_uri(uri: str) -> None:
+    """An absolute URI: http(s) with a host, or a native app's private-use scheme (RFC 8252)."""
+    from urllib.parse import urlsplit
+
+    from hie.cli_support import usage
+
+    parts = urlsplit(uri)
+    web = parts.scheme in ("http", "https")
+    if not parts.scheme or any(c.isspace() for c in uri) or (web and not parts.hostname) or parts.fragment:
+        usage("--redirect-uri", f"{uri!r} is not an absolute URI without a fragment "
+              "(https://app.example.jp/callback, http://127.0.0.1:8765/callback, jp.example.app:/callback)")
+
+
 def _check_scope(scope: str) -> None:
     """Every scope must be one the node understands (a typo would grant nothing, silently)."""
     from hie.auth.scopes import OTHER_SCOPES, parse_one
@@ -80,6 +93,9 @@ def add_facility(
     from hie.ingest import ingest_bundle
 
     facility_code("--code", code)
+    for option, value in (("--name", name), ("--region", region)):
+        if not value.strip():
+            raise CliError(f"{option}: must not be empty", 2)
     choice("--kind", kind, FACILITY_KINDS)
     choice("--role", role, NETWORK_ROLES)
     res = facility(fid=fid or f"org-{code}", code=code, name=name, kind=kind, role=role, region=region)
@@ -184,6 +200,8 @@ def add_client_cmd(
     choices("--role", role, CLIENT_ROLES)
     facility_code("--facility", facility)
     _check_scope(scope)
+    for uri in redirect_uri:
+        _check_redirect_uri(uri)
     keys = read_json("--jwks", jwks) if jwks else None
     if keys is not None and not (isinstance(keys, dict) and isinstance(keys.get("keys"), list)):
         raise CliError(f"--jwks: {jwks} is not a JWKS (an object with a \"keys\" list)", 2)
@@ -319,6 +337,10 @@ def revoke_tokens(
                     raise LookupError(f"no user {user!r}")
                 n = TokenService.revoke_all(conn, user_id=person.user_id)
             else:
+                from hie.auth.clients import get_client
+
+                if get_client(conn, client) is None:
+                    raise LookupError(f"no client {client!r}")
                 n = TokenService.revoke_all(conn, client_id=client)
     except LookupError as exc:  # one line, exit 1 (hie.cli.run)
         raise CliError(str(exc), 1) from None

@@ -123,6 +123,10 @@ MISTAKES = [
     (["admin", "add-client", "--name", "c", "--kind", "bogus"], 2, "--kind: 'bogus' is not one of backend"),
     (["admin", "add-client", "--name", "c", "--auth-method", "bogus"], 2, "--auth-method: 'bogus' is not one of"),
     (["admin", "add-client", "--name", "c"], 2, "private_key_jwt needs a JWKS"),
+    (["admin", "add-client", "--name", "c", "--kind", "public", "--redirect-uri", "notaurl"], 2,
+     "--redirect-uri: 'notaurl' is not an absolute URI"),
+    (["admin", "add-facility", "--code", "1311234567", "--name", " ", "--region", "R"], 2, "--name: must not be empty"),
+    (["admin", "revoke-tokens", "--client", "nobody"], 1, "no client 'nobody'"),
     # hie admin token and the other admin commands
     (["admin", "token", "--expires-in", "-5"], 2,
      "'--expires-in': Input should be greater than or equal to 1 (got '-5')"),
