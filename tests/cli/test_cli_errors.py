@@ -307,3 +307,19 @@ def test_debug_shows_the_traceback_but_no_secret(region: Path) -> None:
     assert done.returncode == 1
     assert "Traceback" in done.stderr and done.stderr.strip().splitlines()[-1].startswith("error: database error")
     assert "pa55-w0rd" not in done.stdout + done.stderr
+
+
+def test_run_from_another_directory_nothing_is_created_there(tmp_path: Path) -> None:
+    """The reported bug: ``hie`` run elsewhere made a new empty region in ./var. Now it finds
+    the checkout's var/ (and refuses if there is no node there), whatever the directory."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HIE_DATA_DIR", "HIE_DATABASE_URL")}
+    done = subprocess.run([sys.executable, "-m", "hie.cli", "identity", "review", "--limit", "1"], env=env,
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    repo = Path(__file__).resolve().parents[2]
+    if done.returncode != 0:  # no node in this checkout's var/: refused, naming where it looked
+        assert done.stderr.strip() == (
+            f"error: no node here (database sqlite:///{repo / 'var' / 'hie.sqlite'}, data directory {repo / 'var'} "
+            f"(var/ of the source checkout {repo})): start one with hie serve or hie db upgrade, or set HIE_DATA_DIR "
+            "(and HIE_DATABASE_URL) to the node's"), done.stderr
+        assert done.returncode == 1
