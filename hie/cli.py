@@ -271,7 +271,8 @@ _register_subcommands()
 
 def run(argv: list[str] | None = None) -> int:
     """Run one ``hie`` command; every failure is one line on stderr and a non-zero status
-    (2: usage, 1: runtime); ``--debug`` (or HIE_DEBUG=1) re-raises unexpected errors."""
+    (2: usage, 1: runtime); ``--debug`` (or HIE_DEBUG=1) prints an unexpected error's traceback
+    first (:func:`hie.cli_support.print_traceback`: no locals, no SQL parameters)."""
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
     from hie.cli_support import CliError, print_traceback, report
@@ -315,7 +316,12 @@ def _given(argv: list[str], param: object, message: str) -> str:
 
 
 def main() -> None:  # pragma: no cover - console entry
-    logging.basicConfig(level=os.environ.get("HIE_LOG_LEVEL", "WARNING"))
+    level = os.environ.get("HIE_LOG_LEVEL", "WARNING")
+    try:
+        logging.basicConfig(level=level.upper())
+    except ValueError:
+        typer.echo(f"error: HIE_LOG_LEVEL: {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL", err=True)
+        sys.exit(2)
     sys.exit(run())
 
 
