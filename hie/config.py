@@ -48,6 +48,14 @@ def resolve_data_dir(env: dict[str, str]) -> tuple[Path, str]:
                       "set HIE_DATA_DIR to the node's data directory (e.g. /var/lib/hie)")
 
 
+def _int(env: dict[str, str], name: str, default: str) -> int:
+    value = env.get(name, default)
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not a whole number") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str
@@ -74,10 +82,10 @@ class Settings:
             database_url=url,
             data_dir=data_dir,
             base_url=(e.get("HIE_BASE_URL") or None),
-            pool_size=int(e.get("HIE_DB_POOL_SIZE", "10")),
+            pool_size=_int(e, "HIE_DB_POOL_SIZE", "10"),
             audit_system_use=e.get("HIE_AUDIT_SYSTEM_USE", "on").lower() not in ("off", "0", "false", "no"),
-            max_body_bytes=int(e.get("HIE_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
-            max_element_bytes=int(e.get("HIE_MAX_ELEMENT_BYTES", str(4 * 1024 * 1024))),
-            token_check_interval_ms=max(0, int(e.get("HIE_TOKEN_CHECK_INTERVAL_MS", "1000"))),
+            max_body_bytes=_int(e, "HIE_MAX_BODY_BYTES", str(16 * 1024 * 1024)),
+            max_element_bytes=_int(e, "HIE_MAX_ELEMENT_BYTES", str(4 * 1024 * 1024)),
+            token_check_interval_ms=max(0, _int(e, "HIE_TOKEN_CHECK_INTERVAL_MS", "1000")),
             data_dir_source=source,
         )
