@@ -207,12 +207,14 @@ def test_no_mistake_changed_the_region(monkeypatch: pytest.MonkeyPatch, capsys: 
     ({"HIE_DATABASE_URL": "bogus://x"}, "HIE_DATABASE_URL: 'bogus://x' is not a sqlite:///path or postgresql"),
     ({"HIE_DATABASE_URL": "postgresql+psycopg://postgres:pa55-w0rd@127.0.0.1:1/x"}, "database error (OperationalError"),
     ({"HIE_DATABASE_URL": "sqlite:////nonexistent-h4/dir/x.sqlite"}, "no node here"),
+    ({"HIE_DB_POOL_SIZE": "ten"}, "HIE_DB_POOL_SIZE: 'ten' is not a whole number"),
 ])
 def test_a_database_that_cannot_be_used_is_one_line(monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str], region: Path,
                                                     env: dict[str, str], needle: str) -> None:
     done = _run(monkeypatch, capsys, region, ["admin", "token"], **env)
-    _assert_clean(*done, 2 if "bogus" in env["HIE_DATABASE_URL"] else 1, needle, [*_secrets(region), "pa55-w0rd"])
+    usage = "bogus" in env.get("HIE_DATABASE_URL", "") or "HIE_DB_POOL_SIZE" in env
+    _assert_clean(*done, 2 if usage else 1, needle, [*_secrets(region), "pa55-w0rd"])
     assert not Path("/nonexistent-h4").exists()
 
 
