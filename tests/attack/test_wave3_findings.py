@@ -181,13 +181,12 @@ def viewer(web_node):
         yield c, web_node
 
 
-@pytest.mark.xfail(strict=True, reason="finding 5: the viewer keeps the pre-login session id after login "
-                   "(session fixation; hie/web/routes.py callback / session.finish_login)")
 def test_viewer_session_id_changes_at_login(viewer):
-    """The session cookie is set when the login starts (anonymous) and the same id becomes the
-    logged-in session at /viewer/callback: whoever planted or read the pre-login cookie (a
-    shared kiosk, a cookie set from a sibling host) holds the clinician's session. OWASP:
-    renew the session id on any privilege change. Expected: a new id at the callback."""
+    """Finding 5 (fixed by 57c57ee; regression test). The session cookie is set when the
+    login starts (anonymous) and the same id became the logged-in session at /viewer/callback:
+    whoever planted or read the pre-login cookie (a shared kiosk, a cookie set from a sibling
+    host) held the clinician's session. OWASP: renew the session id on any privilege change.
+    Expected: a new id at the callback."""
     import re
     from urllib.parse import urlsplit
 
