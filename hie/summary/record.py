@@ -19,13 +19,17 @@ mode) and nothing else:
    stored resources);
 4. one include round for what the compartment does not hold (``Medication`` named by
    medication resources, ``Device`` named by ``DeviceUseStatement``);
-5. the custodian of every collected row (``Repository.custodians``, predicate applied);
+5. the custodian of every collected row: the node's custodian ``meta.tag`` when the content
+   carries one (the write guard keeps it equal to the row's custodian: only the system
+   principal names a custodian by tag, and custody never changes), else the row column
+   (``Repository.custodians``, predicate applied; one statement, for records facilities
+   wrote through the API);
 6. up to two Organization searches: the custodian facilities (institution code) and every
    Organization the collected resources reference.
 
-Source facility: the custodian column of the stored row is the truth (set at write time,
-:mod:`hie.storage.rowmeta`); a ``meta.tag`` custodian in the content (what feeds and the
-demo write) is the fallback. ``meta.source`` is kept as the resource carries it.
+Source facility: the custodian of the stored row (set at write time, :mod:`hie.storage.rowmeta`,
+and equal to the content's custodian tag when there is one). ``meta.source`` is kept as the
+resource carries it.
 """
 
 from __future__ import annotations
@@ -173,15 +177,22 @@ def collect(repo: Repository, patient_id: str, *, base_url: str | None = None,
     record = PatientRecord(patient=patient, capped=capped, base_url=base_url, patients=patients)
     seen: set[tuple[str, str]] = set()
     org_ids: set[str] = set()
-    for _pk, rtype, rid, content in rows:
+    untagged: dict[int, str] = {}  # pk -> "Type/id" of rows whose content names no custodian
+    for pk, rtype, rid, content in rows:
         if rtype == "Patient" or (rtype, rid) in seen:
             continue
         seen.add((rtype, rid))
-        record.by_type.setdefault(rtype, []).append(orjson.loads(content))
+        res = orjson.loads(content)
+        record.by_type.setdefault(rtype, []).append(res)
         org_ids.update(m.decode() for m in _ORG_REFERENCE.findall(content))
+        tag = custodian_of(res, None)
+        if tag is None:
+            untagged[pk] = f"{rtype}/{rid}"
+        else:
+            record.custodians[f"{rtype}/{rid}"] = tag
     org_ids.update(r.split("/", 1)[1] for r in references(patient) if r.startswith("Organization/"))
-    by_pk = {pk: f"{t}/{i}" for pk, t, i, _c in rows}
-    record.custodians = {by_pk[pk]: code for pk, code in repo.custodians(list(by_pk)).items()}
+    if untagged:
+        record.custodians.update((untagged[pk], code) for pk, code in repo.custodians(list(untagged)).items())
     record.organizations = _organizations(repo, record, sorted(org_ids), base_url)
     return record
 
