@@ -378,3 +378,27 @@ def test_viewer_document_read_is_audited_when_it_is_not_a_document(web_node):
     named = [e for e in events if any(en.get("what", {}).get("reference") == "Bundle/h9-collection"
                                       for en in e.get("entity", []))]
     assert named, "the viewer read Bundle/h9-collection without an audit record"
+
+
+@pytest.mark.xfail(strict=True, reason="finding 11: every anonymous viewer request writes a viewer_session row "
+                   "(12 h) in a write transaction (hie/web/store.py SessionStore.new via start_login)")
+def test_anonymous_viewer_requests_write_nothing(web_node):
+    """GET /viewer/patient/x without a cookie starts a login: SessionStore.new() runs a write
+    transaction (SQLite: BEGIN IMMEDIATE, the node's one writer lock) and inserts a row kept
+    12 hours. 25 anonymous requests = 25 rows and 25 turns of the writer lock, so a flood
+    of unauthenticated GETs fills the table and queues every FHIR write behind it. Expected:
+    nothing stored before the login completes (pending state sealed in the cookie, or a row
+    only at the callback)."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import func, select
+
+    from hie.api.app import create_app
+    from hie.web.tables import viewer_session
+
+    with TestClient(create_app(web_node, audit=False), base_url=LOOPBACK) as c:
+        for _ in range(25):
+            fresh = TestClient(c.app, base_url=LOOPBACK)
+            assert fresh.get("/viewer/patient/x", follow_redirects=False).status_code == 303
+    with web_node.engine.connect() as conn:
+        rows = conn.execute(select(func.count()).select_from(viewer_session)).scalar()
+    assert rows == 0, f"{rows} session rows written by anonymous requests"
