@@ -402,3 +402,24 @@ def test_anonymous_viewer_requests_write_nothing(web_node):
     with web_node.engine.connect() as conn:
         rows = conn.execute(select(func.count()).select_from(viewer_session)).scalar()
     assert rows == 0, f"{rows} session rows written by anonymous requests"
+
+
+@SQLITE_ONLY
+def test_registrar_cannot_rewrite_a_patient_authored_consent(world):
+    """Probe (passes): a patient-authored Consent (custody patient-source, exempt from the
+    holding rule) cannot be turned by a holding facility's registrar into a grant for
+    another facility that would outlive the holding: the registrar does not see it (404)."""
+    import json
+
+    from consent import builder
+    from tests.enforcement.test_write_authz import custodian
+
+    q, reg, b = who(world, "other patient"), who(world, "registrar (holding)"), who(world, "other facility")
+    r = q.send("POST", "/fhir/Consent", builder.chosen_facilities(None, "Patient/q", ["Organization/org-h"]))
+    assert r.status_code == 201, r.text[:200]
+    cid = r.json()["id"]
+    assert custodian(world[0], "Consent", cid) == "patient-source"
+    moved = json.loads(json.dumps(r.json()).replace("Organization/org-h", "Organization/org-b"))
+    assert reg.send("PUT", f"/fhir/Consent/{cid}", moved).status_code == 404
+    assert reg.send("PATCH", f"/fhir/Consent/{cid}", {"status": "inactive"}, MERGE).status_code == 404
+    assert b.send("GET", "/fhir/Observation/hiv-q").status_code == 404
