@@ -151,6 +151,10 @@ def listen_mllp(
             raise OptionError("--senders: certificate_cn needs client certificates (--tls-cert and --tls-client-ca)")
     except OptionError as err:
         _refuse(str(err), 2)
+    from hie.cli_support import check_port
+
+    if port:
+        check_port(host, port)  # before anything is opened or created
     logging.basicConfig(level=logging.INFO)
     node = _node(database_url, create=True)
     try:

@@ -81,11 +81,11 @@ def serve(
     """Run the FHIR server (migrates the database; loads the demo region on first start)."""
     import uvicorn
 
-    from hie.cli_support import choice
+    from hie.cli_support import check_port, choice
 
     choice("--audit-flusher", audit_flusher, ("process", "thread"))
     choice("--log-level", log_level, LOG_LEVELS)
-    _check_port(host, port)
+    check_port(host, port)
     node = _node(create=True)
     if not no_demo and not _has_data(node):
         load_demo(node)
@@ -114,25 +114,6 @@ def serve(
     finally:
         if supervisor is not None:
             supervisor.stop()
-
-
-def _check_port(host: str, port: int) -> None:
-    """Refuse a port another process holds before migrating or loading anything."""
-    import socket
-
-    from hie.cli_support import CliError
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise CliError(f"--host: cannot resolve {host!r} ({exc.strerror or exc})", 2) from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            sock.bind(address)
-        except OSError as exc:
-            raise CliError(f"--port: cannot listen on {host}:{port}: {exc.strerror or exc}", 1) from None
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -92,6 +92,23 @@ def note(message: str) -> None:
     typer.echo(f"note: {message}", err=True)
 
 
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another process holds before migrating or loading anything."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise CliError(f"--host: cannot resolve {host!r} ({exc.strerror or exc})", 2) from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise CliError(f"--port: cannot listen on {host}:{port}: {exc.strerror or exc}", 1) from None
+
+
 # -- opening the node ----------------------------------------------------------------------
 
 

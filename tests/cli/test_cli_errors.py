@@ -218,14 +218,18 @@ def test_a_database_that_cannot_be_used_is_one_line(monkeypatch: pytest.MonkeyPa
     assert not Path("/nonexistent-h4").exists()
 
 
-def test_a_port_in_use_is_refused_before_serve_starts(monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str], region: Path) -> None:
+@pytest.mark.parametrize("command", [["serve", "--no-demo"], ["listen", "mllp", "--facility", HOSPITAL]])
+def test_a_port_in_use_is_refused_before_anything_starts(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                         command: list[str]) -> None:
+    fresh = tmp_path / "fresh"
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        done = _run(monkeypatch, capsys, region, ["serve", "--port", str(port), "--no-demo"])
-    _assert_clean(*done, 1, f"--port: cannot listen on 127.0.0.1:{port}", _secrets(region))
+        done = _run(monkeypatch, capsys, fresh, [*command, "--port", str(port)])
+    _assert_clean(*done, 1, f"--port: cannot listen on 127.0.0.1:{port}: Address already in use", [])
+    assert not fresh.exists()  # refused before a region was created
 
 
 def test_a_command_never_silently_creates_a_region(monkeypatch: pytest.MonkeyPatch,
