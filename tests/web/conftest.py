@@ -18,3 +18,15 @@ def web_node(sqlite_node: Any) -> Iterator[Any]:
         yield sqlite_node
     finally:
         sqlite_node.settings = saved
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def web_node_any(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """:func:`web_node` on each database."""
+    n = request.getfixturevalue("sqlite_node" if request.param == "sqlite" else "pg_node")
+    saved = n.settings
+    n.settings = dataclasses.replace(saved, base_url=None)
+    try:
+        yield n
+    finally:
+        n.settings = saved

@@ -4,7 +4,7 @@ facility D open the patient page and the search page. A resource the storage pre
 from the viewer leaves no trace in the HTML: no id, no content marker; one it shows appears
 (so the scan is not vacuous), and a hidden patient's page is byte-for-byte the page of a
 patient that does not exist. The consent changes between page loads of the same logged-in
-sessions: revocation is effective on the next page."""
+sessions: revocation is effective on the next page. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def scan(html: str, visible: set[str], echoed: set[str]) -> None:
             assert marker not in html, f"{ref} hidden but its marker {marker!r} is on the page"
 
 
-def test_viewer_pages_show_exactly_what_the_predicate_allows_in_every_consent_state(web_node):
-    node = web_node
+def test_viewer_pages_show_exactly_what_the_predicate_allows_in_every_consent_state(web_node_any):
+    node = web_node_any
     leaks.put_all(node, leaks.region())
     app = create_app(node, audit=False)
     clients = {}
