@@ -11,6 +11,8 @@ Spec: https://hl7.org/fhir/R4/patient-operation-everything.html
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
 from hie.clock import parse_instant_us
 from hie.errors import InvalidRequest
 from hie.interactions.context import Context
@@ -43,4 +45,18 @@ def everything(ctx: Context, call: OperationCall) -> Result:
     own = ctx.full_url("Patient", patient.res_id)
     first = [e for e in entries if e.get("fullUrl") == own]
     bundle["entry"] = first + [e for e in entries if e.get("fullUrl") != own]
+    for link in bundle.get("link", []):
+        link["url"] = _as_sent(link["url"], own, since)
     return Result(200, bundle)
+
+
+def _as_sent(url: str, own: str, since: str | None) -> str:
+    """A paging link of the compartment search (``Patient/<id>/*?_lastUpdated=ge<since>``) as
+    the operation the client called (``Patient/<id>/$everything?_since=<since>``): the
+    rewrite stays internal, and the link pages the operation."""
+    parts = urlsplit(url)
+    if not parts.path.endswith("/*"):
+        return url
+    query = [("_since", since) if since and (k, v) == ("_lastUpdated", f"ge{since}") else (k, v)
+             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return f"{own}/$everything?{urlencode(query)}"

@@ -146,3 +146,18 @@ def test_everything_since_error_names_since_as_sent(api):
     issue = r.json()["issue"][0]
     assert issue["expression"] == ["_since"] and "'bad'" in issue["diagnostics"]
     assert "gebad" not in r.text and "_lastUpdated" not in r.text
+
+
+def test_everything_paging_links_page_the_operation_as_sent(api):
+    pid = api.post("/fhir/Patient", content=b'{"resourceType": "Patient"}', headers={"Content-Type": FHIR}).json()["id"]
+    for _ in range(2):
+        api.post("/fhir/Observation", headers={"Content-Type": FHIR}, content=orjson.dumps({
+            "resourceType": "Observation", "status": "final", "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{pid}"}}))
+    first = api.get(f"/fhir/Patient/{pid}/$everything?_since=2020-01-01T00:00:00Z&_count=2").json()
+    links = {lnk["relation"]: lnk["url"] for lnk in first["link"]}
+    assert set(links) >= {"self", "next"}
+    for url in links.values():
+        assert f"/Patient/{pid}/$everything?" in url and "_since=2020" in url and "_lastUpdated" not in url, url
+    second = api.get(links["next"].removeprefix("http://testserver")).json()
+    assert second["total"] == 3 and len(second["entry"]) == 1
