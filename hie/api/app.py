@@ -37,7 +37,7 @@ from hie.errors import (
     UnsupportedMediaType,
     internal_error,
 )
-from hie.fhir.jsonio import loads, prune_empty
+from hie.fhir.jsonio import check_json, loads, prune_empty
 from hie.interactions.result import Result
 from hie.interactions.table import METHODS, Call, Parsed, execute, parse
 from hie.principal import Principal
@@ -96,7 +96,10 @@ async def _body(request: Request, limits: Limits, *, patch: bool = False) -> Any
     raw = await request.body()  # after the header checks: a refused type is not read
     if not raw:
         raise InvalidRequest("The request has no body")
-    return loads(raw, max_string=limits.max_element, fhir=not patch or ctype == "application/fhir+json")
+    value = loads(raw, max_string=limits.max_element, fhir=not patch or ctype == "application/fhir+json")
+    if patch:  # nesting bounded as FHIR bodies are, empty values kept (JSON Patch values, merge nulls)
+        check_json(value, fhir=True)
+    return value
 
 
 def _render(result: Result, request: Request, base_url: str) -> Response:
