@@ -23,10 +23,14 @@ import jsonpointer
 
 from hie.errors import InvalidPatch
 from hie.fhir.fhirpatch import apply_fhirpath_patch, is_fhirpath_patch
+from hie.fhir.jsonio import check_json
 
 
 def apply_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
-    """``resource`` patched by ``body`` in the format its shape names (a new dict)."""
+    """``resource`` patched by ``body`` in the format its shape names (a new dict). A body
+    nested deeper than FHIR bodies may be is refused (400) before any recursive code sees it
+    (the merge, jsonpatch's deepcopy), whichever route it came by (PATCH, a Bundle entry)."""
+    check_json(body, fhir=True, what="patch")
     if isinstance(body, list):
         return apply_json_patch(resource, body)
     if is_fhirpath_patch(body):

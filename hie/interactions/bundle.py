@@ -445,6 +445,7 @@ def _reads(entry: Entry) -> bool:
 
 def _patch_write(ctx: Context, entry: Entry, rtype: str, rid: str) -> Write:
     st = ctx.repo.read(rtype, rid)
+    crud.check_if_match(st, entry.if_match)
     ops = _patch_operations(entry)
     patched = apply_patch(st.resource(), ops)
     validate_resource(patched, expected_type=rtype, path=f"{entry.where}.resource")

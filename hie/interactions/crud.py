@@ -20,8 +20,12 @@ from hie.errors import (
 from hie.fhir.patch import apply_patch
 from hie.fhir.validate import check_id_matches, validate_resource
 from hie.interactions.context import Context
+from hie.interactions.paging import ascii_int
 from hie.interactions.result import Result, stored_result
 from hie.storage.repository import Stored, WriteResult
+
+MAX_VERSION = 2**31 - 1
+"""Largest version id (``version_id`` is an INTEGER column)."""
 
 
 def parse_etag(value: str | None) -> int | None:
@@ -31,10 +35,10 @@ def parse_etag(value: str | None) -> int | None:
     v = value.strip()
     if v.startswith("W/"):
         v = v[2:]
-    v = v.strip('"')
-    if not v.isdigit():
+    version = ascii_int(v.strip('"'))
+    if version is None:
         raise InvalidRequest(f"Malformed ETag {value!r}: expected W/\"<versionId>\"")
-    return int(v)
+    return version
 
 
 def parse_query(query: str) -> list[tuple[str, str]]:
@@ -75,9 +79,10 @@ def read(ctx: Context, res_type: str, res_id: str, *, if_none_match: str | None 
 
 
 def vread(ctx: Context, res_type: str, res_id: str, version: str) -> Result:
-    if not version.isdigit():
+    number = ascii_int(version, MAX_VERSION)
+    if number is None:  # no such version can exist (the column holds 32-bit integers)
         raise NotFound(f"Version {version!r} of {res_type}/{res_id} is not known")
-    st = ctx.repo.vread(res_type, res_id, int(version))
+    st = ctx.repo.vread(res_type, res_id, number)
     res = stored_result(st)
     res.location = None
     return res
@@ -145,16 +150,22 @@ def conditional_update(ctx: Context, res_type: str, query: str, body: Any, *, if
 
 def patch(ctx: Context, res_type: str, res_id: str, operations: Any, *, if_match: str | None = None) -> Result:
     st = ctx.repo.read(res_type, res_id)
-    expected = parse_etag(if_match)
-    if expected is not None and expected != st.version_id:
-        raise PreconditionFailed(
-            f"If-Match version {expected} does not match the current version {st.version_id} of {res_type}/{res_id}"
-        )
+    check_if_match(st, if_match)
     patched = apply_patch(st.resource(), operations)
     patched = validate_resource(patched, expected_type=res_type)
     check_id_matches(patched, res_id)
     wr = ctx.repo.write_batch([_update_write(res_type, res_id, patched, st.version_id, "PATCH")])[0]
     return _written(ctx, wr)
+
+
+def check_if_match(st: Stored, if_match: str | None) -> None:
+    """412 unless ``if_match`` (an ETag, or none) names ``st``'s version."""
+    expected = parse_etag(if_match)
+    if expected is not None and expected != st.version_id:
+        raise PreconditionFailed(
+            f"If-Match version {expected} does not match the current version {st.version_id} "
+            f"of {st.res_type}/{st.res_id}"
+        )
 
 
 def conditional_patch(

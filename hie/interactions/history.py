@@ -17,7 +17,7 @@ import orjson
 from hie.clock import instant, parse_instant_us
 from hie.errors import InvalidRequest
 from hie.interactions.context import Context
-from hie.interactions.paging import Pager
+from hie.interactions.paging import Pager, non_negative
 from hie.interactions.result import Result
 from hie.storage.repository import Stored
 
@@ -44,7 +44,8 @@ def _history(ctx: Context, res_type: str | None, res_id: str | None, params_list
     count, offset = pager.count, pager.offset
     since = _time_param(params, "_since")
     at = _time_param(params, "_at")
-    snapshot = int(params["_snapshot"]) if params.get("_snapshot", "").isdigit() else ctx.repo.clock.now_us()
+    raw_snapshot = params.get("_snapshot", "")
+    snapshot = non_negative(raw_snapshot, "_snapshot", InvalidRequest) if raw_snapshot else ctx.repo.clock.now_us()
     until = snapshot if at is None else min(snapshot, at)
     rows, total = ctx.repo.history(res_type, res_id, since_us=since, until_us=until, count=count, offset=offset)
     path = "/".join(p for p in (res_type, res_id) if p) + ("/_history" if res_type else "_history")

@@ -18,15 +18,33 @@ DEFAULT_COUNT = 50
 MAX_COUNT = 1000
 
 
+MAX_INT = 2**63 - 1
+"""Largest integer parameter the node takes (a signed 64-bit column or LIMIT/OFFSET)."""
+
+
+def ascii_int(raw: str, maximum: int = MAX_INT) -> int | None:
+    """``raw`` as a non-negative integer of ASCII digits up to ``maximum``; None otherwise
+    (``str.isdigit`` alone takes superscripts int() refuses, and any length)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)):
+        return None
+    value = int(raw)
+    return value if value <= maximum else None
+
+
+def non_negative(raw: str, name: str, error: type[FhirError]) -> int:
+    """``raw`` (parameter ``name``) as :func:`ascii_int`; ``error`` (400) naming it otherwise."""
+    value = ascii_int(raw)
+    if value is None:
+        raise error(f"{name} must be a non-negative integer up to {MAX_INT}, got {raw!r}", expression=[name])
+    return value
+
+
 def _non_negative(values: list[str] | None, name: str, default: int, error: type[FhirError]) -> int:
     if not values or values[0] == "":
         return default
     if len(values) > 1:
         raise error(f"{name} may appear only once", expression=[name])
-    raw = values[0]
-    if not raw.isdigit():
-        raise error(f"{name} must be a non-negative integer, got {raw!r}", expression=[name])
-    return int(raw)
+    return non_negative(values[0], name, error)
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,6 @@ def _nested(depth: int) -> str:
 
 
 @SQLITE_ONLY
-@pytest.mark.xfail(strict=True, reason="finding 1: PATCH bodies (merge patch, JSON Patch) are not depth-checked: "
-                   "RecursionError (500) instead of 400 beyond 128 levels")
 @pytest.mark.parametrize("headers,body", [
     (MERGE, '{"note": [{"text": "x", "x": %s}]}'),
     (JSON_PATCH, '[{"op": "add", "path": "/note", "value": [{"text": "x", "x": %s}]}]'),
@@ -55,8 +53,24 @@ def test_deeply_nested_patch_body_is_refused_as_a_deep_resource_is(world, header
 
 
 @SQLITE_ONLY
-@pytest.mark.xfail(strict=True, reason="finding 2: a transaction's PATCH entry ignores request.ifMatch "
-                   "(hie/interactions/bundle.py _patch_write)")
+@pytest.mark.parametrize("kind", ["batch", "transaction"])
+def test_deeply_nested_patch_in_a_bundle_entry_is_refused(world, kind):
+    """Finding 1 inside bundles: a Binary entry's base64 JSON Patch is decoded after the
+    Bundle's own depth check, so hie/fhir/patch.py apply_patch bounds it itself (400)."""
+    h = who(world, "custodian facility")
+    ops = '[{"op": "add", "path": "/note", "value": [{"text": "x", "x": %s}]}]' % _nested(1000)
+    entry = {"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
+                          "data": base64.b64encode(ops.encode()).decode()},
+             "request": {"method": "PATCH", "url": "Observation/hiv-p"}}
+    try:
+        r = h.send("POST", "/fhir", {"resourceType": "Bundle", "type": kind, "entry": [entry]})
+    except RecursionError:
+        pytest.fail("RecursionError escaped the request (500)")
+    status = r.json()["entry"][0]["response"]["status"] if kind == "batch" else str(r.status_code)
+    assert status.startswith("400"), r.text[:300]
+
+
+@SQLITE_ONLY
 def test_transaction_patch_entry_honours_if_match(world):
     """PATCH with If-Match W/"99" is 412 directly and inside a batch; inside a transaction the
     entry's ifMatch is dropped (_patch_write uses the version it just read) and the stale
@@ -313,9 +327,6 @@ def test_anonymous_registration_body_is_not_parsed_before_the_401(anonymous):
 # -- H6: error texts and codes true (paging parameters) ---------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 9: numbers that str.isdigit() accepts but int() or the database "
-                   "does not (a superscript digit, 23 digits) are a 500 (hie/interactions/paging.py _non_negative, "
-                   "history.py _snapshot, crud.py vread)")
 def test_numbers_out_of_range_are_client_errors(node):
     """``raw.isdigit()`` is true for '²' (int() then raises ValueError) and for any length
     (SQLite: OverflowError; PostgreSQL: integer/bigint out of range). Any caller with a read
