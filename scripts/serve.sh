@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up .venv (if needed) and run the node on the embedded default: a SQLite file in
-# ./var with the demo region loaded on first start. Extra arguments go to `hie serve`.
+# var/ of this checkout (or $HIE_DATA_DIR) with the demo region loaded on first start. Extra arguments go to `hie serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
