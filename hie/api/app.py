@@ -165,7 +165,7 @@ def create_app(
 
         audit = AuditRecorder.for_node(node)
     recorder = audit or None
-    app.include_router(auth_router(node, recorder))
+    app.include_router(auth_router(node, recorder, limits))
     from hie.api.viewer_routes import web_router
 
     app.include_router(web_router(node, recorder))  # the clinician viewer (/viewer, hie/web)
