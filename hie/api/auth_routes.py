@@ -20,9 +20,11 @@ Spec: https://hl7.org/fhir/smart-app-launch/ ; https://www.rfc-editor.org/rfc/rf
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -34,6 +36,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
+from hie.api.limits import Limits
+from hie.errors import BodyTooLarge, ElementTooLong, FhirError, InvalidJson, InvalidRequest
+from hie.fhir.jsonio import loads
 from hie.storage.db import write_tx
 from hie.auth.server import HieAuthorizationServer, HieRequest, smart_configuration
 from hie.auth.service import AuthService
@@ -67,6 +72,9 @@ TEXT = {
     },
 }
 
+MAX_FORM_FIELDS = 64
+"""Most fields one /auth form may carry (the login form has about 15)."""
+
 AUTHORIZE_PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "aud", "code_challenge",
                     "code_challenge_method", "nonce", "launch", "prompt")
 
@@ -96,10 +104,30 @@ def _answer(result: Any) -> Response:
     return Response(body or b"", status_code=status, headers=hdrs, media_type="application/json")
 
 
-def auth_router(node: Any, recorder: Any = None) -> APIRouter:
+def _oauth_errors(route: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A form the route cannot take (not UTF-8, too many fields) answers as an OAuth error
+    (RFC 6749 5.2 ``invalid_request``, the node's code in the description), never a 500. The
+    request limits (a body or a value too large, 413) answer as on every route (the app's
+    OperationOutcome, HIE-1012 / HIE-1013)."""
+
+    @functools.wraps(route)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await route(request)
+        except (BodyTooLarge, ElementTooLong):
+            raise
+        except FhirError as err:
+            return JSONResponse({"error": "invalid_request", "error_description": f"{err.hie_code}: {err.diagnostics}"},
+                                status_code=err.status, headers={"Cache-Control": "no-store", **err.headers})
+
+    return guarded
+
+
+def auth_router(node: Any, recorder: Any = None, limits: Limits | None = None) -> APIRouter:
     """``recorder``: where login attempts are audited (the app's recorder; None: not audited,
-    as the app's own requests are not when audit is off)."""
-    auth = _AuthEndpoints(node, recorder)
+    as the app's own requests are not when audit is off). ``limits``: the app's request
+    limits (default: the node's settings); form values and JSON strings are held to them."""
+    auth = _AuthEndpoints(node, recorder, limits or Limits.of(node.settings))
     router = APIRouter()
     _add_discovery_routes(router, auth)
     _add_login_routes(router, auth)
@@ -112,10 +140,11 @@ class _AuthEndpoints:
     """What the authorization server's routes share: the node, its auth service and
     authlib server, and the login audit."""
 
-    def __init__(self, node: Any, recorder: Any) -> None:
+    def __init__(self, node: Any, recorder: Any, limits: Limits) -> None:
         svc = AuthService.for_node(node)
         self.node = node
         self.recorder = recorder
+        self.limits = limits
         self.svc = svc
         self.server = node.service("authz", lambda: HieAuthorizationServer(node, svc))
 
@@ -127,16 +156,29 @@ class _AuthEndpoints:
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if json_body:
                 try:
-                    body_json = orjson.loads(raw) if raw else None
-                except orjson.JSONDecodeError:
+                    body_json = loads(raw, max_string=self.limits.max_element) if raw else None
+                except InvalidJson:
                     body_json = None
             elif ctype == "application/x-www-form-urlencoded":
-                form = parse_qsl(raw.decode("utf-8"), keep_blank_values=True)
+                form = self.form(raw)
         return HieRequest(
             request.method, _uri(self.node, request), dict(request.headers),
             parse_qsl(request.url.query, keep_blank_values=True), form,
             fhir_base=_fhir_base(self.node, request), json=body_json,
         )
+
+    def form(self, raw: bytes) -> list[tuple[str, str]]:
+        """A urlencoded body: UTF-8, at most :data:`MAX_FORM_FIELDS` fields, each name and
+        value within the element limit (400 / 413 otherwise)."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest("The form body is not valid UTF-8") from None
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+        except ValueError:
+            raise InvalidRequest(f"The form has more than {MAX_FORM_FIELDS} fields") from None
+        return self.limits.check_form(pairs)
 
     def audit_login(self, request: Request, username: str, ok: bool, user: Any = None,
                     client_id: str | None = None) -> None:
@@ -204,9 +246,10 @@ def _add_login_routes(router: APIRouter, auth: _AuthEndpoints) -> None:
         lang = "en" if req.payload.data.get("lang") == "en" else "ja"
         return _render_login(request, params, grant, lang=lang)
 
-    router.add_api_route("/auth/authorize", authorize, methods=["GET", "POST"], include_in_schema=False)
+    router.add_api_route("/auth/authorize", _oauth_errors(authorize), methods=["GET", "POST"], include_in_schema=False)
 
     @router.post("/auth/login", include_in_schema=False)
+    @_oauth_errors
     async def login_post(request: Request) -> Response:
         req = await hie_request(request)
         form = req.form
@@ -253,16 +296,19 @@ def _add_token_routes(router: APIRouter, auth: _AuthEndpoints) -> None:
     server, hie_request = auth.server, auth.hie_request
 
     @router.post("/auth/token", include_in_schema=False)
+    @_oauth_errors
     async def token(request: Request) -> Response:
         req = await hie_request(request)
         return _answer(await run_in_threadpool(server.create_token_response, req))
 
     @router.post("/auth/introspect", include_in_schema=False)
+    @_oauth_errors
     async def introspect(request: Request) -> Response:
         req = await hie_request(request)
         return _answer(await run_in_threadpool(server.create_endpoint_response, "introspection", req))
 
     @router.post("/auth/revoke", include_in_schema=False)
+    @_oauth_errors
     async def revoke(request: Request) -> Response:
         req = await hie_request(request)
         return _answer(await run_in_threadpool(server.create_endpoint_response, "revocation", req))
@@ -273,22 +319,26 @@ def _add_register_route(router: APIRouter, auth: _AuthEndpoints) -> None:
     svc, server, hie_request = auth.svc, auth.server, auth.hie_request
 
     @router.post("/auth/register", include_in_schema=False)
+    @_oauth_errors
     async def register(request: Request) -> Response:
-        from hie.errors import FhirError
+        def authenticate() -> Any:
+            try:
+                return svc.authenticate_header(
+                    request.headers.get("authorization"), request_base=str(request.base_url).rstrip("/") + "/fhir",
+                    network_address=request.client.host if request.client else None)
+            except FhirError as err:  # answered before the body is read (the connection closes)
+                return JSONResponse({"error": "invalid_token", "error_description": err.diagnostics},
+                                    status_code=401, headers={**err.headers, "Connection": "close"})
 
+        principal = await run_in_threadpool(authenticate)
+        if isinstance(principal, Response):
+            return principal
+        if "operator" not in principal.roles:
+            return JSONResponse({"error": "insufficient_scope", "error_description":
+                                 "Client registration is for operators only"}, status_code=403)
         req = await hie_request(request, json_body=True)
 
         def run() -> Response:
-            try:
-                principal = svc.authenticate_header(
-                    request.headers.get("authorization"), request_base=str(request.base_url).rstrip("/") + "/fhir",
-                    network_address=request.client.host if request.client else None)
-            except FhirError as err:
-                return JSONResponse({"error": "invalid_token", "error_description": err.diagnostics},
-                                    status_code=401, headers=err.headers)
-            if "operator" not in principal.roles:
-                return JSONResponse({"error": "insufficient_scope",
-                                     "error_description": "Client registration is for operators only"}, status_code=403)
             server.create_json_request(req)
             req.operator = principal
             try:

@@ -152,8 +152,6 @@ def anonymous(sqlite_node):
         yield c
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3: a non-UTF-8 form body on /auth/* is an unhandled "
-                   "UnicodeDecodeError (500) before any authentication (hie/api/auth_routes.py hie_request)")
 @pytest.mark.parametrize("path", ["/auth/token", "/auth/login", "/auth/revoke", "/auth/introspect"])
 def test_non_utf8_form_body_on_auth_routes_is_a_client_error(anonymous, path):
     """``_AuthEndpoints.hie_request`` decodes the form with ``raw.decode('utf-8')``: one byte
@@ -162,8 +160,6 @@ def test_non_utf8_form_body_on_auth_routes_is_a_client_error(anonymous, path):
     assert 400 <= r.status_code < 500, (r.status_code, r.text[:200])
 
 
-@pytest.mark.xfail(strict=True, reason="finding 4: form values on /auth/* are not held to HIE_MAX_ELEMENT_BYTES "
-                   "(only FHIR forms go through Limits.check_form)")
 def test_auth_form_value_over_the_element_limit_is_413(anonymous):
     """8582c5b: 'form values over HIE_MAX_ELEMENT_BYTES are 413 HIE-1013 with the element path';
     the /auth routes parse their forms themselves (hie_request), so a value 5x the limit
@@ -302,8 +298,6 @@ def _peak_kib(client: Any, path: str, body: bytes, ctype: str) -> tuple[int, int
         tracemalloc.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="finding 7: /auth/register parses an anonymous JSON body before its 401 "
-                   "(hie/api/auth_routes.py register: hie_request(json_body=True) before authenticate_header)")
 def test_anonymous_registration_body_is_not_parsed_before_the_401(anonymous):
     """Issue 19 item 3 for the one /auth route that needs a bearer token: 1.5 MB of ``[{},{},...]``
     without a token allocates ~54 MB (36x) before the 401; at HIE_MAX_BODY_BYTES (16 MiB) ~0.5 GB
