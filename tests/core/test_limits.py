@@ -69,7 +69,17 @@ def test_body_at_the_limit_is_accepted_and_one_byte_more_is_413(limited):
     ("/auth/register", "application/json"),
 ])
 def test_every_route_refuses_a_body_over_the_limit(limited, path, ctype):
-    r = limited.post(path, content=b"a" * (LIMITS.max_body + 10), headers={"Content-Type": ctype})
+    headers = {"Content-Type": ctype}
+    if path == "/auth/register":  # authenticates (operators only) before it reads the body
+        from hie.auth.service import AuthService
+        from tests.auth.helpers import backend
+
+        node = limited.app.state.node
+        op = backend(node, scope="system/*.rs", roles=["operator"])
+        token = AuthService.for_node(node).token_for_client(op.client_id, "system/*.rs",
+                                                            fhir_base="http://testserver/fhir").token
+        headers["Authorization"] = f"Bearer {token}"
+    r = limited.post(path, content=b"a" * (LIMITS.max_body + 10), headers=headers)
     assert r.status_code == 413, r.text
     assert hie_code(outcome(r)) == "HIE-1012"
 
