@@ -35,7 +35,7 @@ from hie.principal import Principal
 from hie.web import views
 from hie.web.i18n import catalogue, lang_of
 from hie.web.pages import status_text
-from hie.web.session import Session, ViewerError, authorize_url, finish_login, fhir_base, origin_of, revoke
+from hie.web.session import Session, ViewerError, authorize_url, finish_login, fhir_base, keep, origin_of, revoke
 from hie.web.templating import STATIC_DIR, TEMPLATES
 from hie.web.store import SessionStore
 
@@ -88,17 +88,18 @@ class Pages:
         return request.url.scheme == "https" or origin_of(self.node, request).startswith("https://")
 
     def start_login(self, request: Request, *, next_path: str, launch: str | None = None) -> Response:
-        sid, session = self.sessions.new()
         origin = origin_of(self.node, request)
         lang = lang_of(request.query_params.get("lang"), request.cookies.get("hie_lang"))
         try:
-            url = authorize_url(self.node, session, origin, next_path=next_path, launch=launch, lang=lang)
+            url, pending = authorize_url(self.node, origin, next_path=next_path, launch=launch, lang=lang)
         except ViewerError as exc:
             return self.message(request, None, "error", 400, str(exc))
-        self.sessions.save(session)
         resp = RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
-        resp.set_cookie(COOKIE, sid, httponly=True, samesite="lax", secure=self.secure(request), path="/viewer")
+        self.set_cookie(resp, request, self.sessions.seal_login(pending))
         return resp
+
+    def set_cookie(self, resp: Response, request: Request, value: str) -> None:
+        resp.set_cookie(COOKIE, value, httponly=True, samesite="lax", secure=self.secure(request), path="/viewer")
 
     @staticmethod
     def redirect(url: str) -> Response:
@@ -146,19 +147,20 @@ def _login_routes(router: APIRouter, pages: Pages) -> None:
 
     @router.get("/viewer/callback")
     def callback(request: Request) -> Response:
-        session = pages.session(request)
+        pending = pages.sessions.open_login(request.cookies.get(COOKIE))
         q = request.query_params
-        if session is None or q.get("error"):
-            return pages.message(request, session, "expired", 400, q.get("error", ""))
+        if pending is None or q.get("error"):
+            return pages.message(request, None, "expired", 400, q.get("error", ""))
         try:
-            target = finish_login(node, session, origin_of(node, request), code=q.get("code", ""),
-                                  state=q.get("state", ""))
+            token, target = finish_login(node, origin_of(node, request), pending=pending, code=q.get("code", ""),
+                                         state=q.get("state", ""))
         except ViewerError as exc:
-            pages.sessions.save(session)
-            return pages.message(request, session, "expired", 400, str(exc))
-        sid = pages.sessions.rotate(session)  # a new session id for the logged-in session
+            return pages.message(request, None, "expired", 400, str(exc))
+        sid, session = pages.sessions.new()  # the first row of this browser: a new id at login
+        keep(session, token)
+        pages.sessions.save(session)
         resp = pages.redirect(target)
-        resp.set_cookie(COOKIE, sid, httponly=True, samesite="lax", secure=pages.secure(request), path="/viewer")
+        pages.set_cookie(resp, request, sid)
         return resp
 
     @router.post("/viewer/logout")

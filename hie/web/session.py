@@ -24,7 +24,7 @@ import base64
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -68,7 +68,6 @@ class Session:
     refresh_token: str | None = None
     token_expires: float = 0.0
     launch_patient: str | None = None
-    pending: dict[str, str] = field(default_factory=dict)  # state, verifier, redirect_uri, next
     glass: Glass | None = None
 
     @property
@@ -116,15 +115,16 @@ def _pkce() -> tuple[str, str]:
     return verifier, challenge
 
 
-def authorize_url(node: Any, session: Session, origin: str, *, next_path: str, launch: str | None = None,
-                  lang: str = "ja") -> str:
-    """Where the browser goes to log in; remembers state and PKCE verifier in ``session``."""
+def authorize_url(node: Any, origin: str, *, next_path: str, launch: str | None = None,
+                  lang: str = "ja") -> tuple[str, dict[str, str]]:
+    """Where the browser goes to log in, and the pending login (state, PKCE verifier, redirect
+    URI, where to go next) the browser carries sealed until the callback: nothing is stored
+    for a browser that has not logged in."""
     cid = ensure_client(node, origin)
     verifier, challenge = _pkce()
     state = secrets.token_urlsafe(16)
     redirect = f"{origin}/viewer/callback"
-    session.pending = {"state": state, "verifier": verifier, "redirect_uri": redirect, "next": next_path,
-                       "client_id": cid}
+    pending = {"state": state, "verifier": verifier, "redirect_uri": redirect, "next": next_path, "client_id": cid}
     params = {"response_type": "code", "client_id": cid, "redirect_uri": redirect, "scope": SCOPE, "state": state,
               "aud": fhir_base(node, origin), "code_challenge": challenge, "code_challenge_method": "S256"}
     if launch:
@@ -132,7 +132,7 @@ def authorize_url(node: Any, session: Session, origin: str, *, next_path: str, l
         params["scope"] = SCOPE + " launch"
     if lang == "en":
         params["lang"] = "en"
-    return f"/auth/authorize?{urlencode(params)}"
+    return f"/auth/authorize?{urlencode(params)}", pending
 
 
 def fhir_base(node: Any, origin: str) -> str:
@@ -157,21 +157,18 @@ def keep(session: Session, token: dict[str, Any]) -> None:
     session.launch_patient = token.get("patient") or session.launch_patient
 
 
-def finish_login(node: Any, session: Session, origin: str, *, code: str, state: str) -> str:
-    """Redeem the authorization code (in process, at the node's own token endpoint) and keep
-    the tokens in ``session``; returns where to go next."""
-    pending = session.pending
+def finish_login(node: Any, origin: str, *, pending: dict[str, str] | None, code: str,
+                 state: str) -> tuple[dict[str, Any], str]:
+    """Redeem the authorization code (in process, at the node's own token endpoint) of the
+    pending login ``state`` names; returns the token response and where to go next."""
     if not pending or not secrets.compare_digest(pending.get("state", ""), state or ""):
-        raise ViewerError("state does not match this session's login")
+        raise ViewerError("state does not match this browser's login")
     token = _token_request(node, origin, [
         ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", pending["redirect_uri"]),
         ("client_id", pending["client_id"]), ("code_verifier", pending["verifier"])])
-    session.pending = {}
-    session.csrf = secrets.token_urlsafe(24)  # a new CSRF token for the logged-in session
-    keep(session, token)
-    if session.launch_patient:
-        return f"/viewer/patient/{session.launch_patient}"
-    return pending.get("next") or "/viewer/"
+    if token.get("patient"):
+        return token, f"/viewer/patient/{token['patient']}"
+    return token, pending.get("next") or "/viewer/"
 
 
 def refresh(node: Any, session: Session, origin: str, *, purpose: str | None = None) -> dict[str, Any]:

@@ -2,12 +2,15 @@
 process of the node serves any session (stateless application processes).
 
 The state of a :class:`hie.web.session.Session` is JSON sealed with the node's secret box;
-the row's key is the SHA-256 of the session id. Expired rows are removed when a session is
-created.
+the row's key is the SHA-256 of the session id. A row is written only when a login completes
+(a browser that only started a login carries its pending state sealed in the cookie), so
+anonymous requests store nothing; the id is new at every login (no session fixation). Expired
+rows are removed when a session is created.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import secrets
@@ -21,6 +24,8 @@ from hie.storage.db import read_tx, write_tx
 from hie.web.tables import viewer_session as VS
 
 SESSION_TTL = 12 * 3600  # seconds: the refresh token's online lifetime
+#: A cookie value that is a pending login (sealed state), not a session id.
+LOGIN_PREFIX = "login."
 
 
 def _hash(sid: str) -> str:
@@ -65,18 +70,18 @@ class SessionStore:
         glass = data.pop("glass", None)
         return Session(**data, glass=Glass(**glass) if glass else None)
 
-    def rotate(self, session: Any) -> str:
-        """A new id for ``session`` (at login: the id an anonymous browser held, or someone
-        planted, does not become the logged-in session; OWASP session fixation); the old row
-        is deleted. Returns the new id for the cookie."""
-        sid = secrets.token_urlsafe(32)
-        old, session.sid_hash = session.sid_hash, _hash(sid)
-        now = time.time()
-        with write_tx(self.node.engine) as conn:
-            conn.execute(delete(VS).where(VS.c.sid_hash == old))
-            conn.execute(insert(VS), {"sid_hash": session.sid_hash, "created": int(now * 1_000_000),
-                                      "expires": int((now + SESSION_TTL) * 1_000_000), "state": self._seal(session)})
-        return sid
+    def seal_login(self, pending: dict[str, str]) -> str:
+        """A pending login as a cookie value (sealed: the browser can neither read nor forge it)."""
+        return LOGIN_PREFIX + base64.urlsafe_b64encode(self.box.seal(orjson.dumps(pending).decode())).decode()
+
+    def open_login(self, value: str | None) -> dict[str, str] | None:
+        if not value or not value.startswith(LOGIN_PREFIX):
+            return None
+        try:
+            data = orjson.loads(self.box.open(base64.urlsafe_b64decode(value[len(LOGIN_PREFIX):].encode())))
+        except Exception:  # noqa: BLE001 - forged, truncated or sealed under another key
+            return None
+        return data if isinstance(data, dict) else None
 
     def save(self, session: Any) -> None:
         with write_tx(self.node.engine) as conn:

@@ -183,6 +183,15 @@ def patient_page(pages: Any, request: Any, session: Session, principal: Principa
 # -- documents ----------------------------------------------------------------------
 
 
+def _subject_of(bundle: Any) -> str | None:
+    """The Patient id a document Bundle's Composition is about (relative reference), if any."""
+    try:
+        ref = bundle["entry"][0]["resource"]["subject"]["reference"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return ref.split("/", 1)[1] if isinstance(ref, str) and ref.startswith("Patient/") else None
+
+
 def document_page(pages: Any, request: Any, session: Session, principal: Principal, bundle_id: str) -> Any:
     """A stored document Bundle (IPS, referral letter, discharge summary), read as the API
     reads it (404 when hidden); a Bundle that is not a well-formed document is a clear 422."""
@@ -193,11 +202,13 @@ def document_page(pages: Any, request: Any, session: Session, principal: Princip
     try:
         doc = render(bundle, lang)
     except DocumentError as exc:
-        return pages.message(request, session, "not_document", 422, str(exc))
-    subject = (((bundle.get("entry") or [{}])[0].get("resource") or {}).get("subject") or {}).get("reference")
-    patient_id = subject.split("/", 1)[1] if isinstance(subject, str) and subject.startswith("Patient/") else None
-    audit.record(pages.recorder, audit.page_event(node, principal, page="document", patient_id=patient_id,
-                                                  shown=[f"Bundle/{bundle_id}"], address=pages.address(request)))
+        doc, error = None, str(exc)
+    # audited whatever the rendering: the Bundle was read (and the 422 page names what it holds)
+    audit.record(pages.recorder, audit.page_event(node, principal, page="document", patient_id=_subject_of(bundle),
+                                                  shown=[f"Bundle/{bundle_id}"], address=pages.address(request),
+                                                  status=200 if doc is not None else 422))
+    if doc is None:
+        return pages.message(request, session, "not_document", 422, error)
     header = blocks.header(doc.subject, lang, _today(node)) if doc.subject else None
     return pages.render(request, "document.html", session=session, d=doc, header=header)
 

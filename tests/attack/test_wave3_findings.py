@@ -342,10 +342,9 @@ def test_numbers_out_of_range_are_client_errors(node):
     assert got == cases
 
 
-@pytest.mark.xfail(strict=True, reason="finding 10: /viewer/document/{id} reads a Bundle that is not a well-formed "
-                   "document and answers 422 without an audit record (hie/web/views.py document_page)")
 def test_viewer_document_read_is_audited_when_it_is_not_a_document(web_node):
-    """document_page reads the Bundle through the clinician's principal, and returns the 422
+    """Finding 10 (fixed by H8: the read is audited before rendering; regression test).
+    document_page reads the Bundle through the clinician's principal, and returns the 422
     page (naming the element, e.g. its type) before audit.record: a read of stored data with
     no trace. Every other page audits what it read (the 404 reads nothing). Expected: an
     AuditEvent of the viewer naming Bundle/{id}, whatever the rendering outcome."""
@@ -385,10 +384,9 @@ def test_viewer_document_read_is_audited_when_it_is_not_a_document(web_node):
     assert named, "the viewer read Bundle/h9-collection without an audit record"
 
 
-@pytest.mark.xfail(strict=True, reason="finding 11: every anonymous viewer request writes a viewer_session row "
-                   "(12 h) in a write transaction (hie/web/store.py SessionStore.new via start_login)")
 def test_anonymous_viewer_requests_write_nothing(web_node):
-    """GET /viewer/patient/x without a cookie starts a login: SessionStore.new() runs a write
+    """Finding 11 (fixed by H8: the pending login is sealed in the cookie; regression test).
+    GET /viewer/patient/x without a cookie starts a login: SessionStore.new() runs a write
     transaction (SQLite: BEGIN IMMEDIATE, the node's one writer lock) and inserts a row kept
     12 hours. 25 anonymous requests = 25 rows and 25 turns of the writer lock, so a flood
     of unauthenticated GETs fills the table and queues every FHIR write behind it. Expected:

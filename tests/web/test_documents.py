@@ -8,11 +8,15 @@ from __future__ import annotations
 import csv
 import json
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from hie.api.app import create_app
+from hie.audit.recorder import AuditRecorder
 from hie.fhir.naming import CUSTODIAN_TAG_SYSTEM
+from hie.storage.tables import resource
 from hie.auth.service import system_token
 from hie.web.documents import DocumentError, render, sanitize
 from tests.support import require_corpus
@@ -77,7 +81,8 @@ def test_a_stored_document_opens_for_who_may_see_it(web_node):
     bundle["id"] = "ips-doc-1"
     bundle["meta"] = {"tag": [{"system": CUSTODIAN_TAG_SYSTEM, "code": vh.TONE_CENTRAL}]}
     bundle["entry"][0]["resource"]["subject"] = {"reference": "Patient/demo-p1"}
-    app = create_app(node, audit=False)
+    recorder = AuditRecorder(node, interval=None)
+    app = create_app(node, audit=recorder)
     with TestClient(app, base_url="http://127.0.0.1") as c:
         token = system_token(node, "system/Bundle.cu", fhir_base="http://127.0.0.1/fhir")
         stored = c.put("/fhir/Bundle/ips-doc-1", content=json.dumps(bundle),
@@ -88,6 +93,21 @@ def test_a_stored_document_opens_for_who_may_see_it(web_node):
         assert page.status_code == 200, page.text
         assert "LOINC 60591-5" in page.text and "LOINC 48765-2" in page.text
         assert "<script" not in page.text.split("</head>", 1)[1].replace('<script src="/viewer/static/viewer.js"', "")
+        # a stored Bundle that is not a document: a clear 422, and the read is audited
+        collection = {"resourceType": "Bundle", "id": "not-a-doc", "type": "collection", "meta": bundle["meta"],
+                      "entry": [{"fullUrl": "urn:uuid:c0000000-0000-0000-0000-0000000000a1", "resource": {
+                          "resourceType": "Observation", "status": "final", "code": {"text": "HbA1c"},
+                          "subject": {"reference": "Patient/demo-p1"}}}]}
+        assert c.put("/fhir/Bundle/not-a-doc", content=json.dumps(collection), headers={
+            "Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}).status_code in (200, 201)
+        bad = c.get("/viewer/document/not-a-doc")
+        assert bad.status_code == 422 and "Bundle.type is &#39;collection&#39;" in bad.text
+    recorder.flush()
+    with node.engine.connect() as conn:
+        events = [orjson.loads(x) for x in conn.execute(
+            select(resource.c.content).where(resource.c.res_type == "AuditEvent")).scalars()]
+    read = {en.get("what", {}).get("reference") for e in events for en in e.get("entity", [])}
+    assert {"Bundle/ips-doc-1", "Bundle/not-a-doc"} <= read
     with TestClient(app, base_url="http://127.0.0.1") as c:
         vh.login(c, vh.enrol(node, "dr-dental-doc", org=vh.KUKI_DENTAL), "dr-dental-doc")
         hidden, unknown = c.get("/viewer/document/ips-doc-1"), c.get("/viewer/document/no-such-doc")

@@ -52,3 +52,20 @@ def test_the_session_id_changes_at_login(web_node):
     with TestClient(create_app(node, audit=False), base_url="http://127.0.0.1",
                     cookies={"hie_viewer": before}) as planted:
         assert planted.get("/viewer/", follow_redirects=False).status_code == 303  # the old id is nobody's
+
+
+def test_anonymous_requests_store_nothing(web_node):
+    """A browser that only starts a login carries the pending login sealed in its cookie: no
+    row, no write transaction; a forged pending cookie is no login."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import func
+
+    node = web_node
+    with TestClient(create_app(node, audit=False), base_url="http://127.0.0.1") as c:
+        for _ in range(5):
+            fresh = TestClient(c.app, base_url="http://127.0.0.1")
+            assert fresh.get("/viewer/patient/x", follow_redirects=False).status_code == 303
+        forged = TestClient(c.app, base_url="http://127.0.0.1", cookies={"hie_viewer": "login.AAAA"})
+        assert forged.get("/viewer/callback?code=x&state=y").status_code == 400
+    with node.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(viewer_session)).scalar() == 0
