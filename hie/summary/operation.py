@@ -69,6 +69,9 @@ def _one(args: dict[str, list[str]], name: str) -> str | None:
 
 
 def _options(args: dict[str, list[str]]) -> str:
+    if "_type" in args:  # the scope check would take it as the types returned: refuse, never ignore
+        raise InvalidRequest("$summary does not take _type: the document holds every IPS section",
+                             expression=["_type"])
     profile = _one(args, "profile")
     if profile is not None and profile.split("|", 1)[0] != IPS_BUNDLE:
         raise InvalidRequest(f"profile {profile!r} is not supported: this node produces {IPS_BUNDLE}",
@@ -91,9 +94,10 @@ def _document(ctx: Context, patient_id: str, lang: str) -> Result:
 def summary_instance(ctx: Context, call: OperationCall) -> Result:
     assert call.res_id
     args = inputs(call)
+    lang = _options(args)
     if "identifier" in args:
         raise InvalidRequest("identifier is for Patient/$summary, not for one patient", expression=["identifier"])
-    return _document(ctx, call.res_id, _options(args))
+    return _document(ctx, call.res_id, lang)
 
 
 @operation("summary", level="type", types=("Patient",), returns="compartment", definition=DEFINITION,

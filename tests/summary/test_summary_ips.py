@@ -135,6 +135,12 @@ def test_hidden_patient_answers_like_an_unknown_one(demo: Any) -> None:
 def test_scope_needs_every_type_the_document_carries(demo: Any) -> None:
     with _client(demo, scope="system/Patient.rs system/Condition.rs") as c:
         assert c.get("/fhir/Patient/demo-p1/$summary").status_code == 403
+    # _type would narrow the scope check to the types named, while the document holds them all
+    narrow = "system/Patient.rs system/Observation.rs system/Organization.rs system/Medication.rs system/Device.rs"
+    with _client(demo, scope=narrow) as c:
+        assert c.get("/fhir/Patient/demo-p1/$summary", params={"_type": "Observation"}).status_code in (400, 403)
+    with _client(demo) as c:
+        assert c.get("/fhir/Patient/demo-p1/$summary", params={"_type": "Observation"}).status_code == 400
 
 
 def test_audit_names_patient_resources_and_sections(demo: Any) -> None:
