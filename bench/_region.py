@@ -115,6 +115,8 @@ def tokens(node: Any, fhir_base: str, expires_in: int = 4 * 3600) -> dict[str, s
     svc = AuthService.for_node(node)
     with write_tx(node.engine) as conn:
         user = get_by_username(conn, VIEWER_USER)
+        if user is None:
+            raise LookupError(f"{VIEWER_USER} is not enrolled: build() the region first")
         viewer = svc.tokens.issue(conn, issuer=svc.issuer(fhir_base), audience=fhir_base, client_id=LOCAL_CLIENT_ID,
                                   kind="user", scope=["user/*.rs"], expires_in=expires_in, user=user,
                                   organization_code=VIEWER, roles=user.roles).token
