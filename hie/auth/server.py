@@ -38,6 +38,7 @@ from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
+    InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
 )
@@ -62,6 +63,7 @@ from hie.storage.db import write_tx
 from hie.auth.clients import ASSERTION_ALGS, Client, add_client, get_client
 from hie.auth.tables import auth_code as AC
 from hie.auth.tables import auth_jti as J
+from hie.auth.tables import auth_token as TOKENS
 from hie.auth.tokens import (
     APP_TTL,
     BACKEND_TTL,
@@ -108,6 +110,7 @@ class HieRequest(OAuth2Request):
         self.payload = _Payload(args + form)
         self.fhir_base = fhir_base
         self.json = json
+        self.rotating: str | None = None  # the refresh token (key) this request rotates
 
     @property
     def args(self) -> dict[str, str]:
@@ -343,6 +346,12 @@ class RefreshGrant(RefreshTokenGrant):
             return None
         return user.with_launch(refresh_token.patient_id, refresh_token.claims.get("auth_time"))
 
+    def issue_token(self, user: User, refresh_token: StoredToken) -> dict[str, Any]:
+        # The old token is claimed in the write transaction that issues the new ones
+        # (HieAuthorizationServer.generate_token): of concurrent uses exactly one succeeds.
+        self.request.rotating = refresh_token.token_key
+        return super().issue_token(user, refresh_token)
+
     def revoke_old_credential(self, refresh_token: StoredToken) -> None:
         with write_tx(self.server.node.engine) as conn:
             TokenService.revoke(conn, refresh_token.token_key)
@@ -572,6 +581,8 @@ class HieAuthorizationServer(AuthorizationServer):
         self._check_emergency_purpose(purpose, user)
         now = int(time.time())
         with write_tx(self.node.engine) as conn:
+            if req.rotating is not None:
+                _claim_refresh(conn, req.rotating)
             refresh = None
             parent = None
             if user is not None and include_refresh_token and ({"offline_access", "online_access"} & set(granted)):
@@ -604,6 +615,16 @@ class HieAuthorizationServer(AuthorizationServer):
             token["patient"] = user.launch_patient
             token["need_patient_banner"] = user.kind != "patient"
         return token
+
+
+def _claim_refresh(conn: Any, token_key: str) -> None:
+    """Revoke the refresh token being rotated, if no one else has: an atomic compare-and-set
+    (a concurrent use waits for the row and finds it revoked). The loser is refused as a reuse
+    (``invalid_grant``); the node keeps no refresh-token families, so nothing else is revoked."""
+    claimed = conn.execute(update(TOKENS).where(TOKENS.c.token_key == token_key, TOKENS.c.revoked.is_(False))
+                           .values(revoked=True)).rowcount
+    if claimed != 1:
+        raise InvalidGrantError("The refresh token has already been used")
 
 
 def smart_configuration(svc: Any, fhir_base: str) -> dict[str, Any]:

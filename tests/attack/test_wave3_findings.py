@@ -58,7 +58,7 @@ def test_deeply_nested_patch_in_a_bundle_entry_is_refused(world, kind):
     """Finding 1 inside bundles: a Binary entry's base64 JSON Patch is decoded after the
     Bundle's own depth check, so hie/fhir/patch.py apply_patch bounds it itself (400)."""
     h = who(world, "custodian facility")
-    ops = '[{"op": "add", "path": "/note", "value": [{"text": "x", "x": %s}]}]' % _nested(1000)
+    ops = '[{"op": "add", "path": "/note", "value": [{"text": "x", "x": ' + _nested(1000) + '}]}]'
     entry = {"resource": {"resourceType": "Binary", "contentType": "application/json-patch+json",
                           "data": base64.b64encode(ops.encode()).decode()},
              "request": {"method": "PATCH", "url": "Observation/hiv-p"}}
