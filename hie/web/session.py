@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -199,6 +200,32 @@ def revoke(node: Any, session: Session, origin: str) -> None:
     session.refresh_token = session.access_token = None
 
 
+_ROTATIONS: dict[str, tuple[threading.Lock, list[Any]]] = {}
+"""sid hash -> (lock, [refresh token used, token response]): the last refresh of each session."""
+_ROTATIONS_GUARD = threading.Lock()
+_MAX_ROTATIONS = 4096
+
+
+def _refresh_once(node: Any, session: Session, origin: str) -> dict[str, Any]:
+    """:func:`refresh`, one at a time per session: page requests of one session that load it
+    with the same expired access token share one rotation (the refresh token works once; a
+    second use is refused as a reuse). In process: a worker serves its requests' sessions."""
+    with _ROTATIONS_GUARD:
+        entry = _ROTATIONS.get(session.sid_hash)
+        if entry is None:
+            if len(_ROTATIONS) >= _MAX_ROTATIONS:
+                _ROTATIONS.pop(next(iter(_ROTATIONS)))
+            entry = _ROTATIONS[session.sid_hash] = (threading.Lock(), [None, None])
+    lock, last = entry
+    with lock:
+        if last[0] is not None and last[0] == session.refresh_token:
+            return dict(last[1])  # a concurrent request of this session rotated it already
+        used = session.refresh_token
+        token = refresh(node, session, origin)
+        last[:] = [used, token]
+        return token
+
+
 def principal(node: Any, session: Session, origin: str, address: str | None, *, token: str | None = None) -> Principal:
     """The session's principal, as the FHIR API would make it from the bearer token;
     refreshes an expired access token once. Raises :class:`FhirError` (401) when logged out."""
@@ -214,7 +241,7 @@ def principal(node: Any, session: Session, origin: str, address: str | None, *, 
         if token is not None or not session.refresh_token:
             raise
     try:
-        keep(session, refresh(node, session, origin))
+        keep(session, _refresh_once(node, session, origin))
     except ViewerError as exc:
         from hie.errors import Unauthenticated
 
