@@ -13,10 +13,9 @@ mode) and nothing else:
    them; none for a record that belongs to no person yet;
 3. the Patient compartment of each of those records for the summary types (:data:`TYPES`),
    one statement per page of :data:`PAGE` rows (each page re-evaluates the match, so pages are
-   large), ordered by storage key, at most
-   :data:`MAX_ROWS` rows in all (a record larger than that is cut:
-   :attr:`PatientRecord.capped` is set; the summary then shows the first ``MAX_ROWS``
-   stored resources);
+   large), most recently updated first, at most :data:`MAX_ROWS` rows in all (a record larger
+   than that is cut: :attr:`PatientRecord.capped` is set, and the summary is built from the
+   ``MAX_ROWS`` most recently updated resources);
 4. one include round for what the compartment does not hold (``Medication`` named by
    medication resources, ``Device`` named by ``DeviceUseStatement``);
 5. the custodian of every collected row: the node's custodian ``meta.tag`` when the content
@@ -231,8 +230,8 @@ def _compartment(repo: Repository, patient_id: str, types: tuple[str, ...], base
     criteria = [("_type", ",".join(types))]
     rows: list[Any] = []
     while len(rows) < room:
-        page = repo.search(None, criteria, count=min(PAGE, room - len(rows)), offset=len(rows),
-                           compartment=("Patient", patient_id), base_url=base_url, total=False)
+        page = repo.search(None, criteria, sort="-_lastUpdated", count=min(PAGE, room - len(rows)),
+                           offset=len(rows), compartment=("Patient", patient_id), base_url=base_url, total=False)
         rows.extend(page.rows)
         if not page.has_next:
             return rows, False
