@@ -57,7 +57,7 @@ def choices(option: str, values: Iterable[str], allowed: Iterable[str]) -> None:
 
 
 def facility_code(option: str, code: str | None) -> None:
-    if code is not None and not (len(code) == 10 and code.isdigit()):
+    if code is not None and not (len(code) == 10 and code.isascii() and code.isdigit()):
         usage(option, f"{code!r} is not a 10-digit medical-institution code (prefecture 2, table 1, number 7)")
 
 
