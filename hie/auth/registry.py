@@ -38,7 +38,7 @@ def fiscal_year_end(day: date) -> date:
 
 
 def facility(*, fid: str, code: str, name: str, kind: str, role: str, region: str) -> dict[str, Any]:
-    if not (len(code) == 10 and code.isdigit()):
+    if not (len(code) == 10 and code.isascii() and code.isdigit()):
         raise ValueError("the medical-institution code has 10 digits (prefecture 2, table 1, number 7)")
     if kind not in FACILITY_KINDS:
         raise ValueError(f"kind must be one of {FACILITY_KINDS}")

@@ -426,3 +426,18 @@ def test_registrar_cannot_rewrite_a_patient_authored_consent(world):
     assert reg.send("PUT", f"/fhir/Consent/{cid}", moved).status_code == 404
     assert reg.send("PATCH", f"/fhir/Consent/{cid}", {"status": "inactive"}, MERGE).status_code == 404
     assert b.send("GET", "/fhir/Observation/hiv-q").status_code == 404
+
+
+@pytest.mark.parametrize("code", ["13100000²9", "１３１０００００２９", "131000002٩"])
+def test_facility_codes_take_ascii_digits_only(code):
+    """Finding 9's pattern in the registry and the CLI: ``str.isdigit`` takes superscripts,
+    fullwidth and Arabic-Indic digits; a medical-institution code is 10 ASCII digits."""
+    from hie.auth.registry import facility
+    from hie.cli_support import CliError, facility_code
+
+    assert code.isdigit() and len(code) == 10
+    with pytest.raises(ValueError, match="10 digits"):
+        facility(fid="f", code=code, name="n", kind="hospital", role="both", region="r")
+    with pytest.raises(CliError):
+        facility_code("--facility", code)
+    facility_code("--facility", "1310000029")  # an ASCII code passes
