@@ -8,8 +8,10 @@ facility, and ``--others`` background patients. Then it runs the operation as th
 does below HTTP and token checks: ``Node.context(principal)`` + the interaction table's
 ``$summary`` row + JSON serialization of the document, ``--runs`` times each as the system
 principal and as a viewing facility's practitioner (through the consent predicate),
-interleaved, after ``--warmup`` runs. Prints p50/p95/p99 (ms), the document size and the
-statements each summary sends (``hie/storage/statements.py``).
+interleaved, after ``--warmup`` runs; with ``--http`` also over the ASGI app in process
+(bearer token, routing, the AuditEvent with every resource shown, JSON rendering) as the
+system client. Prints p50/p95/p99 (ms), the CPU time of this process, the document size and
+the statements each summary sends (``hie/storage/statements.py``).
 
     .venv/bin/python bench/summary.py                 # PostgreSQL (HIE_TEST_PG_URL server)
     .venv/bin/python bench/summary.py --db sqlite --runs 100
@@ -144,12 +146,37 @@ def run_once(node: Any, principal: Any, pid: str) -> tuple[float, float, int]:
     return (time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000, size
 
 
+def _http_runs(node: Any, pid: str, runs: int, warmup: int) -> tuple[list[float], list[float]]:
+    """The same request over the ASGI app in process (token check, routing, audit recorded with
+    every resource shown, JSON rendering), as the system client."""
+    from fastapi.testclient import TestClient
+
+    from hie.api.app import create_app
+    from hie.auth.service import system_token
+
+    base = "http://testserver/fhir"
+    token = system_token(node, "system/*.rs", fhir_base=base)
+    wall: list[float] = []
+    used: list[float] = []
+    with TestClient(create_app(node), base_url="http://testserver",
+                    headers={"Authorization": f"Bearer {token}"}) as client:
+        for i in range(warmup + runs):
+            t, c = time.perf_counter(), time.process_time()
+            r = client.get(f"/fhir/Patient/{pid}/$summary")
+            assert r.status_code == 200, r.text[:300]
+            if i >= warmup:
+                wall.append((time.perf_counter() - t) * 1000)
+                used.append((time.process_time() - c) * 1000)
+    return wall, used
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--others", type=int, default=20, help="background patients (200 records each)")
+    ap.add_argument("--http", action="store_true", help="also run the request over the ASGI app with audit on")
     args = ap.parse_args()
 
     from hie.app import Node
@@ -158,7 +185,8 @@ def main() -> None:
 
     pid = "sum-bench"
     with tempfile.TemporaryDirectory() as tmp, database(args.db, Path(tmp)) as url:
-        node = Node(Settings(database_url=url, data_dir=Path(tmp), audit_system_use=False))
+        node = Node(Settings(database_url=url, data_dir=Path(tmp), audit_system_use=False,
+                             base_url="http://testserver/fhir"))
         node.upgrade()
         resources = region(pid, args.others)
         t = time.perf_counter()
@@ -182,6 +210,8 @@ def main() -> None:
                 wall, used, _size = run_once(node, p, pid)
                 samples[name].append(wall)
                 cpu[name].append(used)
+        if args.http:
+            samples["system over HTTP"], cpu["system over HTTP"] = _http_runs(node, pid, args.runs, args.warmup)
         for name, s in samples.items():
             q, qc = percentiles(s), percentiles(cpu[name])
             print(f"{name}: $summary p50 {q[50]:.1f} ms, p95 {q[95]:.1f} ms, p99 {q[99]:.1f} ms ({len(s)} runs); "
