@@ -109,6 +109,8 @@ def summary_type(ctx: Context, call: OperationCall) -> Result:
     if not ident:
         raise InvalidRequest("Patient/$summary needs an identifier (or use Patient/[id]/$summary)",
                              expression=["identifier"])
+    if not ident.rpartition("|")[2]:  # 'system|' is a search wildcard, not one patient's identifier
+        raise InvalidRequest("identifier needs a value ('system|value' or 'value')", expression=["identifier"])
     page = ctx.repo.search("Patient", [("identifier", ident)], count=2, base_url=ctx.base_url, total=False)
     if not page.rows:
         raise NotFound("No patient with that identifier is known")

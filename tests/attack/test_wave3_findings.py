@@ -285,8 +285,6 @@ def test_summary_of_a_hidden_patient_reads_as_an_unknown_one(world):
 
 
 @SQLITE_ONLY
-@pytest.mark.xfail(strict=True, reason="finding 6: Patient/$summary?identifier=<system>| (no value) answers "
-                   "the summary of whichever single visible patient has an identifier in that system")
 def test_summary_by_identifier_needs_a_value(world):
     """hie/summary/operation.py summary_type passes the identifier to an ordinary token search,
     where ``system|`` means 'any identifier in that system': clinic B asking for the hospital's
