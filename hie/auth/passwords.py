@@ -71,7 +71,7 @@ def totp_step(secret: str, code: str, *, now: float, last_step: int | None) -> i
     """The time step ``code`` belongs to (current or one either side), if valid and not
     used before; else None."""
     code = code.strip().replace(" ", "")
-    if not (code.isdigit() and len(code) == 6):
+    if not (code.isascii() and code.isdigit() and len(code) == 6):
         return None
     totp = pyotp.TOTP(secret)
     step = int(now // totp.interval)

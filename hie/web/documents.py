@@ -51,7 +51,7 @@ class _Sanitizer(HTMLParser):
         if self.skip or tag not in ALLOWED:
             return
         kept = "".join(f' {k}="{escape(v or "", quote=True)}"' for k, v in attrs
-                       if k in CELL_ATTRS and (v or "").isdigit())
+                       if k in CELL_ATTRS and (v or "").isascii() and (v or "").isdigit())
         self.out.append(f"<{tag}{kept}>")
         if tag not in VOID:
             self.open.append(tag)
