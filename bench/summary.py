@@ -188,6 +188,12 @@ def main() -> None:
         node = Node(Settings(database_url=url, data_dir=Path(tmp), audit_system_use=False,
                              base_url="http://testserver/fhir"))
         node.upgrade()
+        try:  # what a serving process does once built (hie/asgi.py, ADR 0009); absent in old trees
+            from hie.runtime import tune_gc
+        except ImportError:
+            pass
+        else:
+            tune_gc()
         resources = region(pid, args.others)
         t = time.perf_counter()
         load(node, resources)

@@ -80,6 +80,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, database(args.db, Path(tmp)) as url:
         node = Node(Settings(database_url=url, data_dir=Path(tmp), audit_system_use=False))
         node.upgrade()
+        try:  # what a serving process does once built (hie/asgi.py, ADR 0009); absent in old trees
+            from hie.runtime import tune_gc
+        except ImportError:
+            pass
+        else:
+            tune_gc()
         resources = region(pid, args.others)
         t = time.perf_counter()
         load(node, resources)

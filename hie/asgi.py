@@ -7,5 +7,8 @@ from typing import Any
 
 def create_app() -> Any:
     from hie.app import Node
+    from hie.runtime import tune_gc
 
-    return Node.open().create_app()
+    app = Node.open().create_app()
+    tune_gc()  # ADR 0009: once the process holds its long-lived state
+    return app

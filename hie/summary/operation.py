@@ -24,7 +24,7 @@ from hie.interactions.context import Context
 from hie.interactions.operations import OperationCall, operation
 from hie.interactions.result import Result
 from hie.summary.ips import IPS, build_ips
-from hie.summary.record import collect, cyclic_gc_paused
+from hie.summary.record import collect
 from hie.summary.sections import TYPES_USED
 
 DEFINITION = "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"
@@ -83,9 +83,8 @@ def _options(args: dict[str, list[str]]) -> str:
 
 
 def _document(ctx: Context, patient_id: str, lang: str) -> Result:
-    with cyclic_gc_paused():
-        record = collect(ctx.repo, patient_id, base_url=ctx.base_url, types=TYPES_USED)
-        bundle = build_ips(record, now=ctx.repo.clock.now_us(), lang=lang, base_url=ctx.base_url)
+    record = collect(ctx.repo, patient_id, base_url=ctx.base_url, types=TYPES_USED)
+    bundle = build_ips(record, now=ctx.repo.clock.now_us(), lang=lang, base_url=ctx.base_url)
     return Result(200, bundle)
 
 

@@ -33,11 +33,8 @@ resource carries it.
 
 from __future__ import annotations
 
-import gc
 import re
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,30 +126,6 @@ class PatientRecord:
             self._by_code = (self.organizations, by_code)
         ref, org = self._by_code[1].get(code, (None, None))
         return ref, org
-
-
-_GC = threading.Lock()
-_GC_HOLDERS = [0, False]  # how many callers hold the pause; whether the collector was enabled
-
-
-@contextmanager
-def cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a summary is read and built (thread-safe,
-    nestable). Parsing a few thousand resources allocates many small containers and no
-    reference cycles; the collector's passes over them cost about a third of a summary's CPU
-    time (bench/summary.py), while reference counting frees everything anyway."""
-    with _GC:
-        _GC_HOLDERS[0] += 1
-        if _GC_HOLDERS[0] == 1:
-            _GC_HOLDERS[1] = gc.isenabled()
-            gc.disable()
-    try:
-        yield
-    finally:
-        with _GC:
-            _GC_HOLDERS[0] -= 1
-            if _GC_HOLDERS[0] == 0 and _GC_HOLDERS[1]:
-                gc.enable()
 
 
 def institution_codes(org: dict[str, Any]) -> set[str]:
