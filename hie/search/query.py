@@ -655,9 +655,9 @@ def prefer_custom_plans(conn: Connection) -> None:
 
     psycopg prepares a statement after a few executions and PostgreSQL may then switch
     to a generic plan, which ignores how selective ``patient=...`` is compared to a common
-    code: measured at 1M resources, 2 s instead of 5 ms. ``plan_cache_mode`` is now a
-    session setting of every connection (``hie.storage.db.PG_OPTIONS``), so this sends
-    nothing: a request's statements are its own (docs/adr/0007-request-round-trips.md)."""
+    code: measured at 1M resources, 2 s instead of 5 ms. Statements now go unprepared
+    (``hie.storage.db``, psycopg ``prepare=False``), so each is planned with its values
+    and this sends nothing: a request's statements are its own (docs/adr/0007)."""
 
 
 def find_pks(

@@ -13,7 +13,8 @@ any ordinary SQLAlchemy transaction (``engine.begin()``, ``connect()`` + ``commi
 read (:func:`read_tx`) sends no BEGIN and so no COMMIT and no rollback on return: every
 statement is its own snapshot, which is what READ COMMITTED gives a multi-statement read
 on PostgreSQL anyway, and every statement carries the access predicate. Session settings
-(``jit``, ``plan_cache_mode``) are fixed when a connection is opened. There is no pool
+(``jit``) are fixed when a connection is opened; statements go unprepared except reads by id
+(:data:`GENERIC_PLAN`). There is no pool
 pre-ping: a connection the server closed while it sat in the pool is noticed at checkout
 without a round trip (its socket is readable: the server's goodbye or EOF), and a read
 whose first statement still meets a dead connection is retried once on a fresh one.
@@ -40,11 +41,20 @@ WRITE = "hie_write"
 
 # JIT compilation pays off for long analytical queries; for the node's short queries it costs
 # far more than it saves (a consent-checked search that executes in 4 ms spent 650 ms in JIT
-# once the planner's cost estimate crossed jit_above_cost). Custom plans: psycopg prepares a
-# statement after a few executions and PostgreSQL may then switch to a generic plan, which
-# ignores how selective ``patient=...`` is compared to a common code (measured at 1M
-# resources: 2 s instead of 5 ms). Both are session settings, set once per connection.
-PG_OPTIONS = "-c jit=off -c plan_cache_mode=force_custom_plan"
+# once the planner's cost estimate crossed jit_above_cost). A session setting, set once per
+# connection.
+#
+# Plans: a search must be planned with its parameters (a generic plan ignores how selective
+# ``patient=...`` is compared to a common code: measured at 1M resources, 885 ms instead of
+# 5 ms). psycopg prepares a statement after a few executions, and PostgreSQL may then switch
+# a prepared statement to a generic plan; so every statement is sent unprepared (planned with
+# its values each time) unless its execution options say GENERIC_PLAN. A read by id says so:
+# its plan is the primary-key lookup whatever the values, and planning the access predicate
+# cost 0.4-0.6 ms against 0.1 ms of execution (ADR 0007).
+PG_OPTIONS = "-c jit=off"
+
+#: Execution option: this statement may run as a prepared statement with a generic plan.
+GENERIC_PLAN = "hie_generic_plan"
 
 
 def normalize_url(url: str) -> str:
@@ -103,6 +113,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     else:
         engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2,
                                connect_args={"options": PG_OPTIONS, "autocommit": True})
+
+        @event.listens_for(engine, "do_execute")
+        def _do_execute(cursor, statement, parameters, context):  # noqa: ANN001
+            prepare = None if context.execution_options.get(GENERIC_PLAN) else False
+            cursor.execute(statement, parameters, prepare=prepare)
+            return True
 
         @event.listens_for(engine, "checkout")
         def _on_checkout(dbapi_conn, _record, _proxy):  # noqa: ANN001

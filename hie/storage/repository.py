@@ -33,6 +33,7 @@ from consent.classes import ADMINISTRATIVE
 from hie.clock import Clock, SystemClock, instant, new_id
 from hie.errors import FhirError, Gone, NotFound, PreconditionFailed, VersionConflict
 from hie.principal import Principal
+from hie.storage.db import GENERIC_PLAN
 from hie.storage.access import AccessPolicy, AccessPredicate
 from hie.storage.queries import NamedReads
 from hie.storage.rowmeta import RowMeta, patient_of, row_meta
@@ -186,7 +187,8 @@ class Repository(NamedReads):
     def current(self, res_type: str, res_id: str) -> Stored | None:
         """The current row (a tombstone if deleted), or None if absent or not visible."""
         row = self.conn.execute(
-            select(*_COLS).where(R.c.res_type == res_type, R.c.res_id == res_id, self.visible(R))
+            select(*_COLS).where(R.c.res_type == res_type, R.c.res_id == res_id, self.visible(R)),
+            execution_options={GENERIC_PLAN: True},  # a primary-key lookup whatever the values
         ).first()
         return Stored(*row) if row else None
 
