@@ -112,3 +112,6 @@ def test_a_stored_document_opens_for_who_may_see_it(web_node):
         vh.login(c, vh.enrol(node, "dr-dental-doc", org=vh.KUKI_DENTAL), "dr-dental-doc")
         hidden, unknown = c.get("/viewer/document/ips-doc-1"), c.get("/viewer/document/no-such-doc")
         assert hidden.status_code == unknown.status_code == 404
+        # no hint: the hidden document's page is the unknown one's, byte for byte but the id
+        assert hidden.text == unknown.text.replace("no-such-doc", "ips-doc-1")
+        assert "60591-5" not in hidden.text and "48765-2" not in hidden.text
