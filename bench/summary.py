@@ -170,6 +170,28 @@ def _http_runs(node: Any, pid: str, runs: int, warmup: int) -> tuple[list[float]
     return wall, used
 
 
+
+def built_region(url: str, data_dir: Path, db: str, pid: str, others: int, **settings: Any) -> Any:
+    """A node on ``url``, tuned as a serving process is (hie/asgi.py, ADR 0009), holding the
+    bench region (:func:`region`); prints what was loaded. Shared with bench/viewer_page.py."""
+    from hie.app import Node
+    from hie.config import Settings
+
+    node = Node(Settings(database_url=url, data_dir=data_dir, audit_system_use=False, **settings))
+    node.upgrade()
+    try:  # absent in old trees
+        from hie.runtime import tune_gc
+    except ImportError:
+        pass
+    else:
+        tune_gc()
+    resources = region(pid, others)
+    t = time.perf_counter()
+    load(node, resources)
+    print(f"tree {tree_commit()}, {db}: loaded {len(resources)} resources "
+          f"({sum(MIX.values())} for the patient) in {time.perf_counter() - t:.1f} s")
+    return node
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
@@ -179,26 +201,11 @@ def main() -> None:
     ap.add_argument("--http", action="store_true", help="also run the request over the ASGI app with audit on")
     args = ap.parse_args()
 
-    from hie.app import Node
-    from hie.config import Settings
     from hie.principal import SYSTEM, Principal
 
     pid = "sum-bench"
     with tempfile.TemporaryDirectory() as tmp, database(args.db, Path(tmp)) as url:
-        node = Node(Settings(database_url=url, data_dir=Path(tmp), audit_system_use=False,
-                             base_url="http://testserver/fhir"))
-        node.upgrade()
-        try:  # what a serving process does once built (hie/asgi.py, ADR 0009); absent in old trees
-            from hie.runtime import tune_gc
-        except ImportError:
-            pass
-        else:
-            tune_gc()
-        resources = region(pid, args.others)
-        t = time.perf_counter()
-        load(node, resources)
-        print(f"tree {tree_commit()}, {args.db}: loaded {len(resources)} resources "
-              f"({sum(MIX.values())} for the patient) in {time.perf_counter() - t:.1f} s")
+        node = built_region(url, Path(tmp), args.db, pid, args.others, base_url="http://testserver/fhir")
         viewer = Principal(kind="user", name="viewer", user_id="bench-viewer", organization_id=VIEWER)
         principals = {"system": SYSTEM, "viewer": viewer}
         counter = statement_counter(node.engine)

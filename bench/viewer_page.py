@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import database, percentiles, tree_commit  # noqa: E402
-from bench.summary import MIX, VIEWER, load, region  # noqa: E402
+from bench._common import database, percentiles  # noqa: E402
+from bench.summary import VIEWER, built_region  # noqa: E402
 
 
 def breakdown(node: object, pid: str, runs: int) -> dict[str, list[float]]:
@@ -72,25 +72,11 @@ def main() -> None:
     from fastapi.testclient import TestClient
 
     from hie.api.app import create_app
-    from hie.app import Node
-    from hie.config import Settings
     from tests.web import viewer_helpers as vh
 
     pid = "sum-bench"
     with tempfile.TemporaryDirectory() as tmp, database(args.db, Path(tmp)) as url:
-        node = Node(Settings(database_url=url, data_dir=Path(tmp), audit_system_use=False))
-        node.upgrade()
-        try:  # what a serving process does once built (hie/asgi.py, ADR 0009); absent in old trees
-            from hie.runtime import tune_gc
-        except ImportError:
-            pass
-        else:
-            tune_gc()
-        resources = region(pid, args.others)
-        t = time.perf_counter()
-        load(node, resources)
-        print(f"tree {tree_commit()}, {args.db}: loaded {len(resources)} resources "
-              f"({sum(MIX.values())} for the patient) in {time.perf_counter() - t:.1f} s")
+        node = built_region(url, Path(tmp), args.db, pid, args.others)
         with TestClient(create_app(node, audit=False), base_url="http://127.0.0.1") as c:
             vh.login(c, vh.enrol(node, "bench-viewer", org=VIEWER), "bench-viewer")
             for _ in range(args.warmup):
