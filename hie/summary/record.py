@@ -93,6 +93,7 @@ class PatientRecord:
     #: and the regional Patient, each of whose compartments was collected.
     patients: list[dict[str, Any]] = field(default_factory=list)
     _by_code: Any = field(default=None, repr=False, compare=False)
+    _names: dict[str | None, str] = field(default_factory=dict, repr=False, compare=False)
 
     def resources(self) -> Iterator[dict[str, Any]]:
         for items in self.by_type.values():
@@ -113,6 +114,16 @@ class PatientRecord:
         org_ref, org = self._facility(code)
         meta = resource.get("meta") or {}
         return Source(code, org_ref, (org or {}).get("name"), meta.get("source"))
+
+    def source_name(self, resource: dict[str, Any]) -> str:
+        """The name of the facility ``resource`` came from ("—" if unknown), looked up once per
+        custodian code: a page names the same few facilities thousands of times."""
+        code = self.custodians.get(f"{resource.get('resourceType')}/{resource.get('id')}") \
+            or custodian_of(resource, None)
+        if code not in self._names:
+            src = self.source_of(resource)
+            self._names[code] = src.display or src.custodian or "—"
+        return self._names[code]
 
     def _facility(self, code: str | None) -> tuple[str | None, dict[str, Any] | None]:
         if not code:

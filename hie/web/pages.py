@@ -7,7 +7,6 @@ the patient portal can reuse every block.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -93,24 +92,9 @@ def line(record: PatientRecord, res: dict[str, Any], lang: str) -> Line:
                 source(record, res), KIND.get(str(res.get("resourceType")), ""), clinical.value_of(res))
 
 
-_NAMES = threading.local()  # (record, {custodian code: facility name}) of the page this thread builds
-
-
 def source(record: PatientRecord, res: dict[str, Any]) -> str:
-    """The name of the facility ``res`` came from (the custodian of its stored row), looked up
-    once per custodian code of a record: a page names the same few facilities thousands of
-    times."""
-    from hie.storage.rowmeta import custodian_of
-
-    code = record.custodians.get(f"{res.get('resourceType')}/{res.get('id')}") or custodian_of(res, None)
-    held = getattr(_NAMES, "held", None)
-    if held is None or held[0] is not record:
-        held = _NAMES.held = (record, {})
-    names: dict[str | None, str] = held[1]
-    if code not in names:
-        src = record.source_of(res)
-        names[code] = src.display or src.custodian or "—"
-    return names[code]
+    """The name of the facility ``res`` came from (memoized on the record)."""
+    return record.source_name(res)
 
 
 def allergies(record: PatientRecord, lang: str) -> list[Line]:
