@@ -35,7 +35,8 @@ from hie.principal import Principal
 from hie.web import views
 from hie.web.i18n import catalogue, lang_of
 from hie.web.pages import status_text
-from hie.web.session import Session, ViewerError, authorize_url, finish_login, fhir_base, keep, origin_of, revoke
+from hie.web.session import (NotForViewer, Session, ViewerError, authorize_url, finish_login, fhir_base, keep,
+                             origin_of, revoke)
 from hie.web.templating import STATIC_DIR, TEMPLATES
 from hie.web.store import SessionStore
 
@@ -154,6 +155,8 @@ def _login_routes(router: APIRouter, pages: Pages) -> None:
         try:
             token, target = finish_login(node, origin_of(node, request), pending=pending, code=q.get("code", ""),
                                          state=q.get("state", ""))
+        except NotForViewer:
+            return pages.message(request, None, "staff_only", 403)
         except ViewerError as exc:
             return pages.message(request, None, "expired", 400, str(exc))
         sid, session = pages.sessions.new()  # the first row of this browser: a new id at login

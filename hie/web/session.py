@@ -47,6 +47,11 @@ class ViewerError(Exception):
     """The login cannot proceed (unknown origin, bad state, refused code): shown as a page."""
 
 
+class NotForViewer(ViewerError):
+    """The account may not use the viewer (the token endpoint grants none of its scopes, e.g.
+    a patient's account): shown as a page saying who the viewer is for."""
+
+
 @dataclass
 class Glass:
     """An active break-the-glass declaration of this session. The session's access token is
@@ -146,6 +151,8 @@ def _token_request(node: Any, origin: str, form: list[tuple[str, str]]) -> dict[
                      form, fhir_base=fhir_base(node, origin))
     status, body, _headers = server.create_token_response(req)
     data = body if isinstance(body, dict) else orjson.loads(body or b"{}")
+    if status != 200 and data.get("error") == "invalid_scope":
+        raise NotForViewer("the account cannot use the clinician viewer")
     if status != 200:
         raise ViewerError(f"token endpoint: {data.get('error')}: {data.get('error_description', '')}")
     return data

@@ -147,6 +147,25 @@ def test_callback_with_a_foreign_state_is_refused(app):
     assert r.status_code == 400
 
 
+def test_a_patient_account_is_told_the_viewer_is_for_staff(app):
+    """A patient who signs in to the clinician viewer gets a clear page (403), not "the page
+    has expired" with the token endpoint's error text, and no session."""
+    from urllib.parse import urlsplit
+
+    c, node, _ = app
+    pt = vh.enrol(node, "pt-viewer", kind="patient", patient_id="demo-p1")
+    r = c.get("/viewer/", follow_redirects=False)
+    assert r.status_code == 303 and urlsplit(r.headers["location"]).path == "/auth/authorize"
+    page = c.get(r.headers["location"])
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+    fields = {k: v.replace("&amp;", "&").replace("&#34;", '"') for k, v in fields.items()}
+    done = c.post("/auth/login", data={**fields, "username": "pt-viewer", "password": pt.password,
+                                       "otp": vh.totp(pt), "decision": "allow"}, follow_redirects=False)
+    answer = c.get(done.headers["location"], follow_redirects=False)
+    assert answer.status_code == 403
+    assert "職員用" in answer.text and "invalid_scope" not in answer.text and "有効期限" not in answer.text
+
+
 def _csrf(html: str) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
 
